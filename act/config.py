@@ -1,0 +1,56 @@
+"""The ACT model configuration: upstream ACT's defaults, in one dataclass.
+
+Every module that builds or loads a model takes an `ACTConfig`. It is saved as JSON beside
+each checkpoint (`policy_config.json`) so a run directory can be reloaded without the
+command line that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ACTConfig:
+    state_dim: int = 14
+    action_dim: int = 14
+    camera_names: list[str] = field(default_factory=lambda: ["top"])
+    chunk_size: int = 100
+    hidden_dim: int = 512
+    dim_feedforward: int = 3200
+    nheads: int = 8
+    enc_layers: int = 4
+    dec_layers: int = 7
+    latent_dim: int = 32
+    dropout: float = 0.1
+    kl_weight: float = 10.0
+    pre_norm: bool = False
+    backbone: str = "resnet18"
+    # Upstream ACT takes the output of decoder layer 0 only (its decoder returns all layers'
+    # outputs and the model indexes [0]); layers 1..N-1 never influence the actions. False
+    # reproduces that exactly, so upstream code computes the same actions from our
+    # checkpoints. True wires the decoder properly (last layer's output): same keys, but
+    # upstream code would load such a checkpoint silently and compute different actions.
+    use_all_decoder_layers: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ACTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save_json(self, path: str | Path) -> None:
+        """Write atomically (temporary name, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> ACTConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
