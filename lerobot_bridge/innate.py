@@ -1,0 +1,617 @@
+"""Innate skill directories and plain upstream-ACT HDF5 folders -> our ACT HDF5 episodes.
+
+Innate robots record a skill as a folder (`~/skills/<name>/`) with `metadata.json` and
+`data/episode_N.h5`. Two episode layouts exist and both are accepted; which one was found
+is recorded in `ConversionResult.extra["layouts"]`:
+
+- "observations" (what the recorder writes; innate-inc/innate-os
+  `ros2_ws/src/brain/manipulation/src/episode_data.cpp`, `EpisodeData::create_file_and_datasets`
+  and `EpisodeData::finalize`): `/observations/qpos` (T, 6) float64, `/observations/qvel`,
+  `/observations/images/camera_1` (main) and `camera_2` (arm) uint8 (T, H, W, 3), `/action`
+  (T, A + 2) float64 whose two trailing columns are written by `finalize()`: a progress ramp
+  i / (T - 1) and a termination flag (1 on the last 10 steps, all ones when T < 10), and
+  `/timestamps/...`. Images are OpenCV `cv::Mat`s, i.e. BGR: the runtime
+  (`manipulation/manipulation_server.py`, `_run_inference_once`) says "Keep BGR + INTER_AREA to
+  match the training pipeline (recorder -> H5 -> webdataset)".
+- "top_level" (docs.innate.bot): `qpos`, `qvel`, `action`, `images/main_camera`,
+  `images/arm_camera` at the root. The docs do not state the channel order; Innate's whole
+  pipeline is BGR (above), so BGR is assumed for both layouts (`color_order` overrides).
+
+The same "observations" layout without Innate metadata is upstream ACT's own episode format
+(`episode_{i}.hdf5`, RGB): a plain folder of those converts too (`input_kind="act_hdf5"`).
+
+What the conversion does, once, while streaming frames in blocks (episodes are up to 1800
+frames of 480x640 per camera, ~1.6 GB each, so nothing holds a whole camera in memory):
+- BGR -> RGB (our model and upstream ACT see RGB; the Innate export folds the swap back into
+  the first convolution, see `act/export_innate.py`).
+- The two trailing action columns are detected by content (progress ramp + 0/1 flag), kept by
+  default (Innate's runtime reads the progress column for early termination), dropped with
+  `keep_extra_action_columns=False`. Idle trimming looks at the other columns only (the ramp
+  changes every step and would hide every idle run).
+- Episodes whose entry in `data/dataset_metadata.json` says they failed are skipped unless
+  `include_failures=True`. The recorder code we could read (`src/task_manager.cpp`,
+  `TaskManager::add_episode`) writes `episode_id`, `file_name`, `start_timestamp`,
+  `end_timestamp` and no outcome; FORMATS.md section 3 names a per-episode `outcome`. We accept
+  `outcome` / `status` / `result` strings ("failure", "failed", "fail", "unsuccessful") and
+  `success: false`; this could not be checked against a real Innate recording.
+- `episode_len`, `idle_threshold`, `max_episodes` mean what they mean for LeRobot inputs.
+- `image_size=(H, W)` resizes frames with area averaging (Innate's runtime feeds 224x224
+  frames resized with OpenCV INTER_AREA; the ones written here are the same box filter, not
+  checked byte-for-byte against OpenCV, which is not a dependency).
+
+Output: `episode_{i}.hdf5` in upstream ACT's layout (FORMATS.md 2.1), attr `sim=True` (the
+recorder pairs each observation with the command of the same tick), each written under a
+temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from lerobot_bridge.errors import DatasetError
+from lerobot_bridge.types import ConversionResult, EpisodeReport
+
+# Training Manager / Innate trainer hyperparameter names -> our CLI's names. Innate's
+# Training Manager lists LEARNING_RATE, LEARNING_RATE_BACKBONE, BATCH_SIZE, MAX_STEPS,
+# CHUNK_SIZE, NUM_WORKERS, WORLD_SIZE (FORMATS.md 3); innate-inc/ACT
+# `act_test/train_innate_dist.py` spells them --learning_rate, --learning_rate_backbone,
+# --batch_size, --max_steps, --chunk_size, --num_workers. Only names that map cleanly are
+# here; `rewrite_innate_args` applies them (and the extra flag a mapping needs).
+INNATE_ARG_ALIASES: dict[str, str] = {
+    "--max_steps": "--steps",  # also sets --num_epochs 0: our --steps counts only then
+    "--learning_rate_backbone": "--lr_backbone",
+    "--lr_backbone": "--lr_backbone",
+    "--world_size": "--gpus",  # number of GPUs
+    "--chunk_size": "--chunk_size",
+    "--learning_rate": "--learning_rate",
+    "--num_workers": "--num_workers",
+}
+# Flags an alias implies, inserted before the rewritten flag (a later explicit flag wins).
+INNATE_ARG_IMPLIES: dict[str, list[str]] = {"--max_steps": ["--num_epochs", "0"]}
+
+INNATE_CAMERA_ORDER = ("camera_1", "camera_2", "main_camera", "arm_camera")
+EXTRA_ACTION_COLUMNS = ("progress", "termination")
+_EPISODE_RE = re.compile(r"^episode_(\d+)\.(h5|hdf5)$")
+_FAILURE_WORDS = {"failure", "failed", "fail", "unsuccessful", "failed_episode"}
+_BLOCK = 64  # frames per streamed block
+
+
+def rewrite_innate_args(argv: list[str]) -> list[str]:
+    """Rewrite Innate Training Manager flags into ours (both `--flag v` and `--flag=v`)."""
+    out: list[str] = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if name in INNATE_ARG_ALIASES:
+            out.extend(INNATE_ARG_IMPLIES.get(name, []))
+            target = INNATE_ARG_ALIASES[name]
+            out.append(target + eq + value if eq else target)
+        else:
+            out.append(arg)
+    return out
+
+
+def detect_input_kind(input_dir: str | Path) -> str:
+    """ "lerobot" (meta/info.json), "innate" (skill dir) or "act_hdf5" (episode_*.hdf5 files)."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: input directory does not exist (or is not a directory)")
+    if (root / "meta" / "info.json").is_file():
+        return "lerobot"
+    if (root / "metadata.json").is_file() or (root / "data" / "dataset_metadata.json").is_file():
+        if _episode_files(_episode_dir(root)):
+            return "innate"
+        raise DatasetError(
+            f"{root}: looks like an Innate skill directory (metadata.json) but {root / 'data'} holds no "
+            "episode_N.h5 files; expected data/episode_0.h5, data/episode_1.h5, ..."
+        )
+    if (root / "dataset_metadata.json").is_file() and _episode_files(root):
+        return "innate"  # the skill's data/ folder itself
+    if _episode_files(root):
+        return "act_hdf5"
+    raise DatasetError(
+        f"{root}: not a dataset this tool reads. Looked for meta/info.json (LeRobot v2.x/v3.0), "
+        "metadata.json + data/episode_N.h5 (Innate skill directory), and episode_*.hdf5 / "
+        "episode_*.h5 files (upstream ACT episodes); found none of them"
+    )
+
+
+def _episode_dir(root: Path) -> Path:
+    return root / "data" if (root / "data").is_dir() else root
+
+
+def _episode_files(folder: Path) -> list[tuple[int, Path]]:
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _EPISODE_RE.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    found.sort()
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# One source episode: where its arrays live, checked against what we need.
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Episode:
+    index: int
+    path: Path
+    layout: str  # "observations" | "top_level"
+    qpos_key: str
+    qvel_key: str | None
+    action_key: str
+    camera_keys: list[str]  # HDF5 paths, in camera order
+    length: int
+    state_dim: int
+    action_dim: int
+    image_shape: tuple[int, int]
+    has_extra_columns: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _inspect_episode(index: int, path: Path) -> _Episode:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot open as HDF5 ({e})") from e
+    with f:
+        if "observations" in f and "qpos" in f["observations"]:
+            layout, qpos_key, images_group = "observations", "observations/qpos", "observations/images"
+            qvel_key = "observations/qvel" if "qvel" in f["observations"] else None
+        elif "qpos" in f:
+            layout, qpos_key, images_group = "top_level", "qpos", "images"
+            qvel_key = "qvel" if "qvel" in f else None
+        else:
+            raise DatasetError(
+                f"{path}: field 'observations/qpos' (recorder / upstream ACT layout) or 'qpos' "
+                "(documented Innate layout) is missing; one of them must hold the (T, D) joint positions"
+            )
+        if "action" not in f:
+            raise DatasetError(f"{path}: field 'action' is missing; expected a (T, A) array of commands")
+        qpos, action = f[qpos_key], f["action"]
+        if qpos.ndim != 2 or not np.issubdtype(qpos.dtype, np.number):
+            raise DatasetError(
+                f"{path}: field '{qpos_key}' has shape {qpos.shape} {qpos.dtype}; expected (T, D) numbers"
+            )
+        if action.ndim != 2 or not np.issubdtype(action.dtype, np.number):
+            raise DatasetError(
+                f"{path}: field 'action' has shape {action.shape} {action.dtype}; expected (T, A) numbers"
+            )
+        length = qpos.shape[0]
+        if action.shape[0] != length:
+            raise DatasetError(
+                f"{path}: field 'action' has {action.shape[0]} rows but '{qpos_key}' has {length}; "
+                "expected one action per observation"
+            )
+        if length == 0:
+            raise DatasetError(f"{path}: field '{qpos_key}' has 0 rows; expected a recorded episode")
+        if images_group not in f or not isinstance(f[images_group], h5py.Group) or len(f[images_group]) == 0:
+            raise DatasetError(
+                f"{path}: group '{images_group}' is missing or empty; expected one (T, H, W, 3) uint8 "
+                "dataset per camera"
+            )
+        names = list(f[images_group].keys())
+        known = [n for n in INNATE_CAMERA_ORDER if n in names]
+        names = known + sorted(n for n in names if n not in known)  # main camera first
+        camera_keys = [f"{images_group}/{n}" for n in names]
+        image_shape = None
+        for key in camera_keys:
+            ds = f[key]
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 4 or ds.shape[-1] != 3 or ds.dtype != np.uint8:
+                shape = getattr(ds, "shape", None)
+                dtype = getattr(ds, "dtype", None)
+                raise DatasetError(
+                    f"{path}: field '{key}' has shape {shape} {dtype}; expected (T, H, W, 3) uint8 frames"
+                )
+            if ds.shape[0] != length:
+                raise DatasetError(
+                    f"{path}: field '{key}' has {ds.shape[0]} frames but '{qpos_key}' has {length} rows"
+                )
+            if image_shape is not None and ds.shape[1:3] != image_shape:
+                raise DatasetError(
+                    f"{path}: field '{key}' frames are {ds.shape[1:3]} but '{camera_keys[0]}' frames are "
+                    f"{image_shape}; expected every camera at the same size"
+                )
+            image_shape = ds.shape[1:3]
+        return _Episode(
+            index=index,
+            path=path,
+            layout=layout,
+            qpos_key=qpos_key,
+            qvel_key=qvel_key if qvel_key and f[qvel_key].shape == qpos.shape else None,
+            action_key="action",
+            camera_keys=camera_keys,
+            length=length,
+            state_dim=qpos.shape[1],
+            action_dim=action.shape[1],
+            image_shape=tuple(image_shape),
+            has_extra_columns=has_extra_action_columns(action[:]),
+        )
+
+
+def has_extra_action_columns(action: np.ndarray) -> bool:
+    """True when the last two columns are the recorder's progress ramp and termination flag.
+
+    `EpisodeData::finalize` writes progress = i / (T - 1) (0 when T == 1) and termination = 1 on
+    the last 10 steps (every step when T < 10). Checked by value, so a robot whose real last
+    two commands happen to look like that is the only false positive, and it cannot happen
+    by accident over a whole episode.
+    """
+    if action.ndim != 2 or action.shape[1] < 3:
+        return False
+    t = action.shape[0]
+    ramp = np.arange(t, dtype=np.float64) / (t - 1) if t > 1 else np.zeros(1)
+    term = np.zeros(t)
+    term[max(0, t - 10) :] = 1.0
+    return bool(np.allclose(action[:, -2], ramp, atol=1e-6) and np.array_equal(action[:, -1], term))
+
+
+# ---------------------------------------------------------------------------------------
+# dataset_metadata.json: failures and the recording frequency.
+# ---------------------------------------------------------------------------------------
+
+
+def _read_dataset_metadata(root: Path) -> tuple[Path | None, dict]:
+    for p in (root / "data" / "dataset_metadata.json", root / "dataset_metadata.json"):
+        if p.is_file():
+            try:
+                data = json.loads(p.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise DatasetError(f"{p}: not valid JSON ({e})") from e
+            if not isinstance(data, dict):
+                raise DatasetError(f"{p}: top level is {type(data).__name__}; expected a JSON object")
+            episodes = data.get("episodes", [])
+            if not isinstance(episodes, list):
+                raise DatasetError(f"{p}: field 'episodes' is {type(episodes).__name__}; expected a list")
+            return p, data
+    return None, {}
+
+
+def _is_failure(entry: dict) -> bool:
+    if entry.get("success") is False:
+        return True
+    for key in ("outcome", "status", "result"):
+        value = entry.get(key)
+        if isinstance(value, str) and value.strip().lower() in _FAILURE_WORDS:
+            return True
+    return False
+
+
+def _failed_episode_indices(meta_path: Path | None, meta: dict) -> set[int]:
+    failed: set[int] = set()
+    for i, entry in enumerate(meta.get("episodes", [])):
+        if not isinstance(entry, dict):
+            raise DatasetError(
+                f"{meta_path}: field 'episodes[{i}]' is {type(entry).__name__}; expected an object"
+            )
+        if not _is_failure(entry):
+            continue
+        m = _EPISODE_RE.match(str(entry.get("file_name", "")))
+        if m:
+            failed.add(int(m.group(1)))
+        elif isinstance(entry.get("episode_id"), int):
+            failed.add(entry["episode_id"])
+        else:
+            raise DatasetError(
+                f"{meta_path}: field 'episodes[{i}]' marks a failure but names no episode; expected "
+                "'file_name' (episode_N.h5) or an integer 'episode_id'"
+            )
+    return failed
+
+
+# ---------------------------------------------------------------------------------------
+# Frame processing and trimming.
+# ---------------------------------------------------------------------------------------
+
+
+def idle_bounds(action: np.ndarray, threshold: float) -> tuple[int, int]:
+    """[start, end) after trimming the idle runs at both ends (interior pauses stay).
+
+    A frame is idle when the action to the next frame changes by less than `threshold`
+    (max abs difference). An episode that never moves is kept whole: there is nothing to
+    tell a pause from the task.
+    """
+    t = action.shape[0]
+    if threshold <= 0 or t < 2:
+        return 0, t
+    moving = np.flatnonzero(np.abs(np.diff(action, axis=0)).max(axis=1) >= threshold)
+    if moving.size == 0:
+        return 0, t
+    return int(moving[0]), int(moving[-1]) + 2
+
+
+def area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) box-filter weights: each output pixel averages the input it covers."""
+    scale = n_in / n_out
+    w = np.zeros((n_out, n_in), dtype=np.float64)
+    for o in range(n_out):
+        lo, hi = o * scale, (o + 1) * scale
+        for i in range(int(np.floor(lo)), min(n_in, int(np.ceil(hi)))):
+            w[o, i] = min(hi, i + 1) - max(lo, i)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def resize_area(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, h, w, 3) uint8 by area averaging (rounded to nearest)."""
+    n, h, w, _ = frames.shape
+    if (h, w) == tuple(size):
+        return frames
+    wy, wx = area_weights(h, size[0]), area_weights(w, size[1])
+    out = np.einsum("yh,nhwc,xw->nyxc", wy, frames.astype(np.float32), wx, optimize=True)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _source_rows(start: int, end: int, episode_len: int) -> tuple[np.ndarray, int, int]:
+    """Source row for each output row (padding repeats the last row), padded, truncated."""
+    rows = np.arange(start, end)
+    if episode_len <= 0:
+        return rows, 0, 0
+    if rows.size >= episode_len:
+        return rows[:episode_len], 0, rows.size - episode_len
+    pad = episode_len - rows.size
+    return np.concatenate([rows, np.full(pad, rows[-1])]), pad, 0
+
+
+# ---------------------------------------------------------------------------------------
+# Writing one ACT episode.
+# ---------------------------------------------------------------------------------------
+
+
+def _write_episode(
+    ep: _Episode,
+    out_path: Path,
+    camera_names: list[str],
+    *,
+    action_cols: slice,
+    rows: np.ndarray,
+    bgr_to_rgb: bool,
+    image_size: tuple[int, int] | None,
+    attrs: dict,
+) -> None:
+    """Stream one source episode into `out_path` (temporary name, renamed when complete)."""
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    contiguous = rows.size == 0 or bool(np.all(np.diff(rows) == 1))
+    with h5py.File(ep.path, "r") as src:
+        qpos = src[ep.qpos_key][:][rows].astype(np.float32)
+        qvel = src[ep.qvel_key][:][rows].astype(np.float32) if ep.qvel_key else np.zeros_like(qpos)
+        action = src[ep.action_key][:, action_cols][rows].astype(np.float32)
+        try:
+            with h5py.File(tmp, "w") as dst:
+                dst.attrs["sim"] = True
+                for k, v in attrs.items():
+                    dst.attrs[k] = v
+                obs = dst.create_group("observations")
+                obs.create_dataset("qpos", data=qpos)
+                obs.create_dataset("qvel", data=qvel)
+                dst.create_dataset("action", data=action)
+                images = obs.create_group("images")
+                h, w = image_size or ep.image_shape
+                for key, name in zip(ep.camera_keys, camera_names, strict=True):
+                    src_ds = src[key]
+                    out = images.create_dataset(
+                        name, shape=(rows.size, h, w, 3), dtype=np.uint8, chunks=(1, h, w, 3)
+                    )
+                    for b in range(0, rows.size, _BLOCK):
+                        block_rows = rows[b : b + _BLOCK]
+                        if contiguous:  # one slice read, no fancy indexing
+                            frames = src_ds[int(block_rows[0]) : int(block_rows[-1]) + 1]
+                        else:
+                            uniq, inverse = np.unique(block_rows, return_inverse=True)
+                            frames = src_ds[uniq.tolist()][inverse]
+                        if bgr_to_rgb:
+                            frames = frames[..., ::-1]
+                        if image_size is not None:
+                            frames = resize_area(frames, image_size)
+                        out[b : b + block_rows.size] = np.ascontiguousarray(frames)
+            os.replace(tmp, out_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+# ---------------------------------------------------------------------------------------
+# The converter.
+# ---------------------------------------------------------------------------------------
+
+
+def convert_innate(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    keep_extra_action_columns: bool = True,
+    include_failures: bool = False,
+    episode_len: int = 0,
+    idle_threshold: float = 1e-4,
+    max_episodes: int = 0,
+    camera_names: list[str] | None = None,
+    color_order: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    progress=None,
+) -> ConversionResult:
+    """Convert an Innate skill directory or a folder of upstream-ACT episodes.
+
+    color_order: "bgr" or "rgb" for the source frames; None = "bgr" for Innate skills (both
+    layouts), "rgb" for plain upstream-ACT folders. progress: optional callable(done, total).
+    """
+    t0 = time.perf_counter()
+    root = Path(input_dir)
+    kind = detect_input_kind(root)
+    if kind == "lerobot":
+        raise DatasetError(
+            f"{root}: is a LeRobot dataset (meta/info.json); use lerobot_bridge.convert.convert_dataset"
+        )
+    if color_order is None:
+        color_order = "bgr" if kind == "innate" else "rgb"
+    if color_order not in ("bgr", "rgb"):
+        raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+        raise ValueError(f"image_size must be (height, width) with positive values, got {image_size!r}")
+
+    files = _episode_files(_episode_dir(root))
+    meta_path, meta = _read_dataset_metadata(root)
+    failed = _failed_episode_indices(meta_path, meta)
+    skipped = sorted(i for i, _ in files if i in failed) if not include_failures else []
+    selected = [(i, p) for i, p in files if include_failures or i not in failed]
+    if max_episodes > 0:
+        selected = selected[:max_episodes]
+    if not selected:
+        raise DatasetError(
+            f"{root}: no episodes left to convert ({len(files)} found, {len(skipped)} marked failed in "
+            f"{meta_path}); pass include_failures=True to train on failed episodes too"
+        )
+
+    episodes = [_inspect_episode(i, p) for i, p in selected]
+    first = episodes[0]
+    for ep in episodes[1:]:
+        for what, a, b in (
+            ("state dim", ep.state_dim, first.state_dim),
+            ("action dim", ep.action_dim, first.action_dim),
+            (
+                "cameras",
+                [k.rsplit("/", 1)[1] for k in ep.camera_keys],
+                [k.rsplit("/", 1)[1] for k in first.camera_keys],
+            ),
+            ("image size", ep.image_shape, first.image_shape),
+        ):
+            if a != b:
+                raise DatasetError(
+                    f"{ep.path}: {what} is {a} but {first.path} has {b}; expected every episode of a skill "
+                    "to share it (ACT batches episodes together)"
+                )
+
+    source_names = [k.rsplit("/", 1)[1] for k in first.camera_keys]
+    if camera_names is None:
+        camera_names = source_names
+    if len(camera_names) != len(source_names) or len(set(camera_names)) != len(camera_names):
+        raise DatasetError(
+            f"{first.path}: camera_names {camera_names} must be {len(source_names)} unique names, one per "
+            f"camera found ({source_names})"
+        )
+
+    with_extra = [ep.has_extra_columns for ep in episodes]
+    extra_found = all(with_extra)
+    if any(with_extra) and not extra_found and not keep_extra_action_columns:
+        odd = [str(ep.path) for ep in episodes if not ep.has_extra_columns][:3]
+        raise DatasetError(
+            f"{odd}: field 'action' has no trailing progress/termination columns while other episodes do; "
+            "cannot drop them consistently (keep them, or fix these episodes)"
+        )
+    drop_extra = extra_found and not keep_extra_action_columns
+    action_dim = first.action_dim - 2 if drop_extra else first.action_dim
+    robot_cols = first.action_dim - 2 if extra_found else first.action_dim  # columns idle trimming looks at
+    fps = float(meta.get("data_frequency") or 0) or (30.0 if kind == "innate" else 50.0)
+    fps_source = f"{meta_path}: data_frequency" if meta.get("data_frequency") else "default (not recorded)"
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reports: list[EpisodeReport] = []
+    for out_index, ep in enumerate(episodes):
+        te = time.perf_counter()
+        with h5py.File(ep.path, "r") as f:
+            robot_action = f[ep.action_key][:, :robot_cols]
+        start, end = idle_bounds(robot_action, idle_threshold)
+        rows, padded, truncated = _source_rows(start, end, episode_len)
+        _write_episode(
+            ep,
+            out / f"episode_{out_index}.hdf5",
+            camera_names,
+            action_cols=slice(0, action_dim),
+            rows=rows,
+            bgr_to_rgb=color_order == "bgr",
+            image_size=image_size,
+            attrs={
+                "source_file": str(ep.path),
+                "source_episode_index": ep.index,
+                "source_layout": ep.layout,
+                "fps": fps,
+                "input_kind": kind,
+            },
+        )
+        reports.append(
+            EpisodeReport(
+                output_index=out_index,
+                source_index=ep.index,
+                task=root.name,
+                frames_in=ep.length,
+                frames_out=int(rows.size),
+                idle_trimmed_start=start,
+                idle_trimmed_end=ep.length - end,
+                padded=padded,
+                truncated=truncated,
+                seconds=time.perf_counter() - te,
+            )
+        )
+        if progress is not None:
+            progress(out_index + 1, len(episodes))
+
+    h, w = image_size or first.image_shape
+    options = dict(
+        keep_extra_action_columns=keep_extra_action_columns,
+        include_failures=include_failures,
+        episode_len=episode_len,
+        idle_threshold=idle_threshold,
+        max_episodes=max_episodes,
+        camera_names=camera_names,
+        color_order=color_order,
+        image_size=list(image_size) if image_size else None,
+    )
+    return ConversionResult(
+        input_kind=kind,
+        input_dir=str(root),
+        output_dir=str(out),
+        codebase_version=None,
+        fps=fps,
+        cameras={k: n for k, n in zip(first.camera_keys, camera_names, strict=True)},
+        state_dim=first.state_dim,
+        action_dim=action_dim,
+        state_names=None,
+        action_names=None,
+        episodes=reports,
+        fingerprint=_fingerprint([p for _, p in selected], options, meta_path),
+        tasks=[root.name],
+        total_frames_in=sum(r.frames_in for r in reports),
+        total_frames_out=sum(r.frames_out for r in reports),
+        seconds=time.perf_counter() - t0,
+        extra={
+            "layouts": sorted({ep.layout for ep in episodes}),
+            "color_order": color_order,
+            "converted_bgr_to_rgb": color_order == "bgr",
+            "image_size": [h, w],
+            "source_image_size": list(first.image_shape),
+            "action_extra_columns": {
+                "found": extra_found,
+                "kept": extra_found and keep_extra_action_columns,
+                "names": list(EXTRA_ACTION_COLUMNS) if extra_found else [],
+                "columns": [action_dim - 2, action_dim - 1]
+                if extra_found and keep_extra_action_columns
+                else [],
+            },
+            "skipped_failures": skipped,
+            "dataset_metadata": str(meta_path) if meta_path else None,
+            "fps_source": fps_source,
+            "skill_metadata": str(root / "metadata.json") if (root / "metadata.json").is_file() else None,
+        },
+    )
+
+
+def _fingerprint(paths: list[Path], options: dict, meta_path: Path | None) -> str:
+    """Identifies the input files (name, size, mtime) and the options; resume reuses a match."""
+    h = hashlib.sha256()
+    for p in [*paths, *([meta_path] if meta_path else [])]:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(json.dumps(options, sort_keys=True).encode())
+    return h.hexdigest()
