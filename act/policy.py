@@ -1,0 +1,248 @@
+"""Run a trained ACT policy on a robot (or replay a recorded episode): `ACTRunner`.
+
+    runner = ACTRunner.from_run_dir("out/checkpoints/my_run", temporal_ensemble=True)
+    runner.reset()                                   # at the start of every episode
+    action = runner.act(qpos, {"top": rgb_hwc_uint8})  # (A,), in the robot's units
+
+What it does, as upstream's evaluation loop (imitate_episodes.py eval_bc):
+qpos -> (qpos - qpos_mean) / qpos_std; images HWC uint8 per camera -> (1, N_cam, 3, H, W),
+ImageNet normalization inside the policy; z = 0; action = pred * action_std + action_mean.
+
+Two execution modes:
+- chunk execution: query the policy every `query_frequency` steps (default chunk_size) and
+  play the chunk open loop;
+- temporal ensembling: query every step; the action for step t is the weighted mean of every
+  stored chunk's prediction for t, weights exp(-k * i) with i = 0 for the OLDEST prediction
+  (k = 0.01). Which predictions exist is tracked with a mask; upstream instead treats all-zero
+  rows as empty and so silently drops a genuine prediction of exactly zero.
+
+CLI (a first sanity check after training):
+    python -m act.policy --run_dir DIR --episode FILE.hdf5 [--checkpoint NAME] [--temporal_ensemble]
+replays a recorded ACT HDF5 episode and prints the per-joint L1 between predicted and recorded actions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from act.act_policy import ACTPolicy
+from act.checkpoint import POLICY_CONFIG_NAME, load_checkpoint
+from act.config import ACTConfig
+from act.stats import STATS_FILE_NAME, load_stats
+
+TEMPORAL_ENSEMBLE_K = 0.01
+
+
+class TemporalEnsembler:
+    """Temporal ensembling over the last `chunk_size` chunks, one chunk pushed per step.
+
+    Storage: a ring of chunks (chunk_size, chunk_size, A) and a `valid` mask over its slots;
+    slot s holds the chunk queried at the step t with t % chunk_size == s.
+    """
+
+    def __init__(self, chunk_size: int, k: float = TEMPORAL_ENSEMBLE_K):
+        self.chunk_size = chunk_size
+        self.k = k
+        self.reset()
+
+    def reset(self) -> None:
+        self._chunks: np.ndarray | None = None  # (C, C, A), allocated on the first update
+        self._valid = np.zeros(self.chunk_size, dtype=bool)  # (C,) which slots hold a chunk
+        self._t = 0
+
+    def update(self, chunk: np.ndarray) -> np.ndarray:
+        """chunk (C, A): the prediction made at this step for steps t..t+C-1 -> action (A,) for t."""
+        C = self.chunk_size
+        if chunk.shape[0] != C:
+            raise ValueError(f"expected a chunk of {C} steps, got {chunk.shape}")
+        if self._chunks is None:
+            self._chunks = np.zeros((C, C, chunk.shape[1]), dtype=np.float64)
+        t = self._t
+        self._chunks[t % C] = chunk
+        self._valid[t % C] = True
+        # The chunk queried `age` steps ago predicts this step at its row `age`; oldest first.
+        ages = np.arange(C - 1, -1, -1)
+        ages = ages[ages <= t]
+        slots = (t - ages) % C
+        ages, slots = ages[self._valid[slots]], slots[self._valid[slots]]
+        preds = self._chunks[slots, ages]  # (n, A), oldest query first
+        weights = np.exp(-self.k * np.arange(len(preds)))  # i = 0 (oldest) weighs most
+        weights /= weights.sum()
+        self._t += 1
+        return (weights[:, None] * preds).sum(axis=0)
+
+
+class ACTRunner:
+    def __init__(self, policy: ACTPolicy, stats: dict[str, np.ndarray], device: str | torch.device = "cpu",
+                 temporal_ensemble: bool = False, query_frequency: int | None = None):
+        self.cfg: ACTConfig = policy.cfg
+        self.device = torch.device(device)
+        self.policy = policy.to(self.device).eval()
+        self.qpos_mean = np.asarray(stats["qpos_mean"], dtype=np.float32)
+        self.qpos_std = np.asarray(stats["qpos_std"], dtype=np.float32)
+        self.action_mean = np.asarray(stats["action_mean"], dtype=np.float32)
+        self.action_std = np.asarray(stats["action_std"], dtype=np.float32)
+        self.temporal_ensemble = temporal_ensemble
+        chunk = self.cfg.chunk_size
+        if temporal_ensemble:
+            if query_frequency not in (None, 1):
+                raise ValueError("temporal ensembling queries the policy every step (query_frequency 1)")
+            query_frequency = 1
+        self.query_frequency = chunk if query_frequency is None else int(query_frequency)
+        if not 1 <= self.query_frequency <= chunk:
+            raise ValueError(f"query_frequency must be in 1..{chunk}, got {self.query_frequency}")
+        self.ensembler = TemporalEnsembler(chunk) if temporal_ensemble else None
+        self.reset()
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, checkpoint: str = "policy_best.ckpt", device: str = "cpu",
+                     temporal_ensemble: bool = False, query_frequency: int | None = None) -> ACTRunner:
+        """Load `checkpoint` (a name inside run_dir, or a path), dataset_stats.pkl and policy_config.json."""
+        run_dir = Path(run_dir)
+        cfg = ACTConfig.load_json(run_dir / POLICY_CONFIG_NAME)
+        ckpt_path = Path(checkpoint) if Path(checkpoint).is_absolute() else run_dir / checkpoint
+        policy = ACTPolicy(cfg)
+        policy.load_state_dict(load_checkpoint(ckpt_path), strict=True)
+        stats = load_stats(run_dir / STATS_FILE_NAME)
+        return cls(policy, stats, device=device, temporal_ensemble=temporal_ensemble,
+                   query_frequency=query_frequency)
+
+    def reset(self) -> None:
+        """Forget the current episode (call before each new one)."""
+        self._t = 0
+        self._chunk: np.ndarray | None = None
+        if self.ensembler is not None:
+            self.ensembler.reset()
+
+    @torch.inference_mode()
+    def predict_chunk(self, qpos: np.ndarray, images: dict[str, np.ndarray]) -> np.ndarray:
+        """One policy query: qpos (D,) raw, images {camera: (H, W, 3) uint8} -> actions (chunk, A) raw."""
+        qpos = np.asarray(qpos, dtype=np.float32)
+        if qpos.shape != (self.cfg.state_dim,):
+            raise ValueError(f"qpos: expected shape ({self.cfg.state_dim},), got {qpos.shape}")
+        frames = []
+        for name in self.cfg.camera_names:
+            if name not in images:
+                raise KeyError(f"images: camera {name!r} missing (policy cameras: {self.cfg.camera_names})")
+            frame = np.asarray(images[name])
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+                raise ValueError(f"images[{name!r}]: expected (H, W, 3) uint8 RGB, "
+                                 f"got {frame.shape} {frame.dtype}")
+            frames.append(frame)
+        qpos_norm = (qpos - self.qpos_mean) / self.qpos_std
+        qpos_t = torch.from_numpy(qpos_norm).to(self.device)[None]  # (1, D)
+        image_t = torch.from_numpy(np.stack(frames)).to(self.device)  # (N_cam, H, W, 3) uint8
+        image_t = image_t.permute(0, 3, 1, 2)[None]  # (1, N_cam, 3, H, W)
+        pred = self.policy(qpos_t, image_t)[0].float().cpu().numpy()  # (chunk, A) normalized
+        return pred * self.action_std + self.action_mean
+
+    def act(self, qpos: np.ndarray, images: dict[str, np.ndarray]) -> np.ndarray:
+        """The action (A,) to execute at this step."""
+        t = self._t
+        self._t += 1
+        if self.ensembler is not None:
+            return self.ensembler.update(self.predict_chunk(qpos, images)).astype(np.float32)
+        if t % self.query_frequency == 0:
+            self._chunk = self.predict_chunk(qpos, images)
+        return self._chunk[t % self.query_frequency].astype(np.float32)
+
+
+# --------------------------------------------------------------------------- replay CLI
+
+def read_episode(path: Path, camera_names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """An upstream ACT episode HDF5 -> qpos (T, D), images {cam: (T, H, W, 3)}, action (T, A)."""
+    import h5py
+
+    from lerobot_bridge.errors import DatasetError
+
+    with h5py.File(path, "r") as f:
+        for field in ("/observations/qpos", "/action"):
+            if field not in f:
+                raise DatasetError(f"{path}: field {field} missing (expected upstream ACT's HDF5 layout)")
+        if f.attrs.get("compress", False):
+            raise DatasetError(f"{path}: attr compress=True (JPEG rows) is not supported; expected raw "
+                               f"(T, H, W, 3) uint8 images")
+        qpos = f["/observations/qpos"][()]
+        action = f["/action"][()]
+        images = {}
+        for cam in camera_names:
+            field = f"/observations/images/{cam}"
+            if field not in f:
+                have = list(f["/observations/images"].keys()) if "/observations/images" in f else []
+                raise DatasetError(f"{path}: field {field} missing (policy cameras {camera_names}; "
+                                   f"file has {have})")
+            images[cam] = f[field][()]
+    return qpos, images, action
+
+
+def replay(runner: ACTRunner, episode: Path, max_steps: int = 0) -> np.ndarray:
+    """Per-step |predicted - recorded| (T, A) over the episode."""
+    from lerobot_bridge.errors import DatasetError
+
+    qpos, images, action = read_episode(episode, runner.cfg.camera_names)
+    if qpos.ndim != 2 or qpos.shape[1] != runner.cfg.state_dim:
+        raise DatasetError(f"{episode}: /observations/qpos shape {qpos.shape}, "
+                           f"expected (T, {runner.cfg.state_dim})")
+    if action.ndim != 2 or action.shape[1] != runner.cfg.action_dim:
+        raise DatasetError(f"{episode}: /action shape {action.shape}, expected (T, {runner.cfg.action_dim})")
+    steps = len(qpos) if max_steps <= 0 else min(max_steps, len(qpos))
+    runner.reset()
+    errors = np.empty((steps, action.shape[1]), dtype=np.float64)
+    for t in range(steps):
+        pred = runner.act(qpos[t], {cam: images[cam][t] for cam in images})
+        errors[t] = np.abs(pred - action[t])
+    return errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m act.policy", description=(
+        "Replay a recorded ACT HDF5 episode through a trained policy and print the per-joint L1 "
+        "between predicted and recorded actions."))
+    parser.add_argument("--run_dir", required=True, help="checkpoints/<run_name> directory")
+    parser.add_argument("--episode", required=True, help="episode_<i>.hdf5 (upstream ACT layout)")
+    parser.add_argument("--checkpoint", default="policy_best.ckpt")
+    parser.add_argument("--temporal_ensemble", action="store_true")
+    parser.add_argument("--query_frequency", type=int, default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--max_steps", type=int, default=0, help="replay only the first N steps (0 = all)")
+    args = parser.parse_args(argv)
+
+    from lerobot_bridge.errors import DatasetError
+
+    try:
+        runner = ACTRunner.from_run_dir(args.run_dir, checkpoint=args.checkpoint, device=args.device,
+                                        temporal_ensemble=args.temporal_ensemble,
+                                        query_frequency=args.query_frequency)
+        start = time.perf_counter()
+        errors = replay(runner, Path(args.episode), args.max_steps)
+        elapsed = time.perf_counter() - start
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return DatasetError.exit_code
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    if args.temporal_ensemble:
+        mode = f"temporal ensemble (k={TEMPORAL_ENSEMBLE_K})"
+    else:
+        mode = f"chunks every {runner.query_frequency} steps"
+    ms_per_step = 1000 * elapsed / max(len(errors), 1)
+    print(f"episode {args.episode}: {len(errors)} steps, {mode}, "
+          f"{ms_per_step:.1f} ms/step on {runner.device}")
+    print("joint  L1 (mean |pred - recorded|, action units)")
+    per_joint = errors.mean(axis=0)
+    for j, value in enumerate(per_joint):
+        print(f"{j:5d}  {value:.6f}")
+    print(f"mean   {per_joint.mean():.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
