@@ -40,15 +40,14 @@ frames of 480x640 per camera, ~1.6 GB each, so nothing holds a whole camera in m
   checked byte-for-byte against OpenCV, which is not a dependency).
 
 Output: `episode_{i}.hdf5` in upstream ACT's layout (FORMATS.md 2.1), attr `sim=True` (the
-recorder pairs each observation with the command of the same tick), each written under a
-temporary name and renamed when complete.
+recorder pairs each observation with the command of the same tick), written by the bridge's
+`EpisodeWriter` (temporary name, renamed when complete).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ import h5py
 import numpy as np
 
 from lerobot_bridge.errors import DatasetError
+from lerobot_bridge.hdf5_writer import EpisodeWriter
 from lerobot_bridge.types import ConversionResult, EpisodeReport
 
 # Training Manager / Innate trainer hyperparameter names -> our CLI's names. Innate's
@@ -381,45 +381,26 @@ def _write_episode(
     image_size: tuple[int, int] | None,
     attrs: dict,
 ) -> None:
-    """Stream one source episode into `out_path` (temporary name, renamed when complete)."""
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    contiguous = rows.size == 0 or bool(np.all(np.diff(rows) == 1))
-    with h5py.File(ep.path, "r") as src:
-        qpos = src[ep.qpos_key][:][rows].astype(np.float32)
-        qvel = src[ep.qvel_key][:][rows].astype(np.float32) if ep.qvel_key else np.zeros_like(qpos)
-        action = src[ep.action_key][:, action_cols][rows].astype(np.float32)
-        try:
-            with h5py.File(tmp, "w") as dst:
-                dst.attrs["sim"] = True
-                for k, v in attrs.items():
-                    dst.attrs[k] = v
-                obs = dst.create_group("observations")
-                obs.create_dataset("qpos", data=qpos)
-                obs.create_dataset("qvel", data=qvel)
-                dst.create_dataset("action", data=action)
-                images = obs.create_group("images")
-                h, w = image_size or ep.image_shape
-                for key, name in zip(ep.camera_keys, camera_names, strict=True):
-                    src_ds = src[key]
-                    out = images.create_dataset(
-                        name, shape=(rows.size, h, w, 3), dtype=np.uint8, chunks=(1, h, w, 3)
-                    )
-                    for b in range(0, rows.size, _BLOCK):
-                        block_rows = rows[b : b + _BLOCK]
-                        if contiguous:  # one slice read, no fancy indexing
-                            frames = src_ds[int(block_rows[0]) : int(block_rows[-1]) + 1]
-                        else:
-                            uniq, inverse = np.unique(block_rows, return_inverse=True)
-                            frames = src_ds[uniq.tolist()][inverse]
-                        if bgr_to_rgb:
-                            frames = frames[..., ::-1]
-                        if image_size is not None:
-                            frames = resize_area(frames, image_size)
-                        out[b : b + block_rows.size] = np.ascontiguousarray(frames)
-            os.replace(tmp, out_path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    """Stream one source episode into `out_path` through the bridge's atomic EpisodeWriter."""
+    contiguous = bool(np.all(np.diff(rows) == 1))
+    with h5py.File(ep.path, "r") as src, EpisodeWriter(out_path, int(rows.size), sim=True, attrs=attrs) as w:
+        qpos = src[ep.qpos_key][:][rows]
+        qvel = src[ep.qvel_key][:][rows] if ep.qvel_key else None
+        w.write_lowdim(qpos=qpos, action=src[ep.action_key][:, action_cols][rows], qvel=qvel)
+        for key, name in zip(ep.camera_keys, camera_names, strict=True):
+            src_ds = src[key]
+            for b in range(0, rows.size, _BLOCK):
+                block_rows = rows[b : b + _BLOCK]
+                if contiguous:  # one slice read, no fancy indexing
+                    frames = src_ds[int(block_rows[0]) : int(block_rows[-1]) + 1]
+                else:  # padding repeats rows: read each once, then expand
+                    uniq, inverse = np.unique(block_rows, return_inverse=True)
+                    frames = src_ds[uniq.tolist()][inverse]
+                if bgr_to_rgb:
+                    frames = frames[..., ::-1]
+                if image_size is not None:
+                    frames = resize_area(frames, image_size)
+                w.append_images(name, np.ascontiguousarray(frames))
 
 
 # ---------------------------------------------------------------------------------------
