@@ -1,0 +1,485 @@
+"""LeRobot dataset -> folder of upstream-ACT `episode_{i}.hdf5` files + a ConversionResult.
+
+Plan first, then write: the metadata, every data parquet footer and every video file are
+checked before the first episode is written, so a broken dataset fails in seconds and names
+the file. Each episode is then converted in two passes: its numeric columns (small) decide the
+kept row range (idle trimming, --episode_len), and only those rows' frames are decoded and
+streamed to disk in blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import re
+import sys
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lerobot_bridge.dataset import (
+    ACTION_KEY,
+    STATE_KEY,
+    VELOCITY_KEY,
+    EpisodeMeta,
+    LeRobotDataset,
+    open_dataset,
+    open_parquet,
+    select_cameras,
+)
+from lerobot_bridge.errors import DatasetError
+from lerobot_bridge.hdf5_writer import EpisodeWriter
+from lerobot_bridge.parquet_io import iter_episode_images, read_episode_rows
+from lerobot_bridge.types import ConversionResult, EpisodeReport
+from lerobot_bridge.video import SegmentReader
+
+log = logging.getLogger(__name__)
+
+CONVERTER_VERSION = "1"  # bump when the output for the same input and options changes
+BLOCK_FRAMES = 32  # frames per image write: memory per worker ~ BLOCK_FRAMES x H x W x 3 bytes per camera
+
+
+@dataclass
+class EpisodeJob:
+    """Everything a (spawned) worker needs to convert one episode; picklable."""
+
+    output_index: int
+    output_path: Path
+    episode: EpisodeMeta
+    fps: float
+    codebase_version: str
+    cameras: list[tuple[str, str, str]]  # (feature key, ACT name, dtype "video" | "image")
+    tasks: dict[int, str]
+    state_dim: int
+    action_dim: int
+    velocity_key: str | None
+    idle_threshold: float
+    episode_len: int
+    thread_count: int
+    extra_attrs: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# trimming
+
+
+def idle_range(action: np.ndarray, threshold: float) -> tuple[int, int]:
+    """Rows [start, stop) left after trimming the idle runs at both ends of an episode.
+
+    An idle run is a run of consecutive actions whose max abs difference from frame to frame
+    is below `threshold` (the arm is told to hold still, typically before the operator starts
+    and after they stop). The whole run goes, including its last (first) frame, whose action
+    is still "hold". Interior pauses stay. threshold <= 0 disables; an episode that is idle
+    throughout is kept whole (there is nothing to anchor a trim).
+
+    action (n, A) -> e.g. 4 leading and 6 trailing identical actions give (4, n - 6).
+    """
+    n = len(action)
+    if threshold <= 0 or n < 2:
+        return 0, n
+    moving = np.abs(np.diff(action, axis=0)).max(axis=1) >= threshold  # (n-1,): a[t+1] vs a[t]
+    if not moving.any():
+        return 0, n
+    first = int(np.argmax(moving))  # first t where a[t+1] differs from a[t]
+    last = n - 2 - int(np.argmax(moving[::-1]))  # last such t
+    start = first + 1 if first > 0 else 0  # frames 0..first hold the same action
+    stop = last + 1 if last < n - 2 else n  # frames last+1..n-1 hold the same action
+    return start, stop
+
+
+def _pad_rows(x: np.ndarray, length: int) -> np.ndarray:
+    """(k, D) -> (length, D), repeating the last row."""
+    if len(x) >= length:
+        return x[:length]
+    return np.concatenate([x, np.repeat(x[-1:], length - len(x), axis=0)])
+
+
+# ---------------------------------------------------------------------------------------------
+# one episode (runs in a worker)
+
+
+def convert_episode(job: EpisodeJob) -> EpisodeReport:
+    """Convert one episode; every error names the episode and the file."""
+    ep = job.episode
+    try:
+        return _convert_episode(job)
+    except DatasetError as err:
+        raise DatasetError(f"episode {ep.index}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - re-raised with the episode and file named
+        raise RuntimeError(
+            f"episode {ep.index} (data {ep.data_path}, videos {[str(v.path) for v in ep.videos.values()]}): "
+            f"{type(err).__name__}: {err}"
+        ) from err
+
+
+def _convert_episode(job: EpisodeJob) -> EpisodeReport:
+    t0 = time.perf_counter()
+    ep = job.episode
+    rows = read_episode_rows(
+        ep.data_path,
+        ep.index,
+        state_key=STATE_KEY,
+        action_key=ACTION_KEY,
+        velocity_key=job.velocity_key,
+        state_dim=job.state_dim,
+        action_dim=job.action_dim,
+        expected_length=ep.length,
+    )
+    n = len(rows)
+    if n == 0:
+        raise DatasetError(f"{ep.data_path}: episode {ep.index} has no rows")
+    start, stop = idle_range(rows.action, job.idle_threshold)
+    if job.idle_threshold > 0 and (start, stop) == (0, n) and n > 1:
+        moving = np.abs(np.diff(rows.action, axis=0)).max(axis=1) >= job.idle_threshold
+        if not moving.any():
+            log.warning(
+                "episode %d: every action is idle (threshold %g); kept whole", ep.index, job.idle_threshold
+            )
+    kept = stop - start
+    take = min(kept, job.episode_len) if job.episode_len > 0 else kept
+    num_out = job.episode_len if job.episode_len > 0 else kept
+    rows_out = slice(start, start + take)
+
+    qvel = rows.velocity[rows_out] if rows.velocity is not None else np.zeros_like(rows.state[rows_out])
+    task = _episode_task(job, rows.task_index[rows_out] if rows.task_index is not None else None)
+    attrs = {
+        "source_episode_index": ep.index,
+        "task": task,
+        "fps": job.fps,
+        "codebase_version": job.codebase_version,
+        "source_frame_start": start,  # first source frame_index kept
+        "source_frames": n,
+        "converter": f"lerobot_bridge {CONVERTER_VERSION}",
+        **job.extra_attrs,
+    }
+    dropped: dict[str, int] = {}
+    duplicated: dict[str, int] = {}
+    with EpisodeWriter(job.output_path, num_out, sim=True, attrs=attrs) as writer:
+        writer.write_lowdim(
+            qpos=_pad_rows(rows.state[rows_out], num_out),
+            qvel=_pad_rows(qvel, num_out),
+            action=_pad_rows(rows.action[rows_out], num_out),
+        )
+        for key, name, dtype in job.cameras:
+            if dtype == "video":
+                segment = ep.videos[key]
+                # (take,) absolute times in the (possibly shared) file: from_timestamp + row timestamp
+                reader = SegmentReader(
+                    segment.path,
+                    segment.from_timestamp + rows.timestamp[rows_out],
+                    job.fps,
+                    thread_count=job.thread_count,
+                    block_frames=BLOCK_FRAMES,
+                )
+                blocks = iter(reader)
+            else:
+                reader = None
+                blocks = iter_episode_images(
+                    ep.data_path, ep.index, key, rows_out.start, rows_out.stop, BLOCK_FRAMES
+                )
+            last = None
+            for block in blocks:  # (B, H, W, 3) uint8
+                writer.append_images(name, block)
+                last = block[-1].copy()
+            for pad_start in range(
+                take, num_out, BLOCK_FRAMES
+            ):  # --episode_len padding: repeat the last frame
+                count = min(BLOCK_FRAMES, num_out - pad_start)
+                writer.append_images(name, np.broadcast_to(last, (count, *last.shape)))
+            if reader is not None:
+                dropped[name], duplicated[name] = reader.dropped, reader.duplicated
+                if reader.dropped or reader.duplicated:
+                    log.warning(
+                        "episode %d camera %s: %d rows had no frame within half a frame period (filled with "
+                        "the nearest frame), %d frames served two rows (%s)",
+                        ep.index,
+                        name,
+                        reader.dropped,
+                        reader.duplicated,
+                        segment.path,
+                    )
+            else:
+                dropped[name], duplicated[name] = 0, 0
+    return EpisodeReport(
+        output_index=job.output_index,
+        source_index=ep.index,
+        task=task,
+        frames_in=n,
+        frames_out=num_out,
+        idle_trimmed_start=start,
+        idle_trimmed_end=n - stop,
+        padded=num_out - take,
+        truncated=kept - take,
+        dropped_frames=dropped,
+        duplicated_frames=duplicated,
+        seconds=round(time.perf_counter() - t0, 4),
+    )
+
+
+def _episode_task(job: EpisodeJob, task_index: np.ndarray | None) -> str:
+    """The episode's task through the tasks table (task_index order is first appearance, never
+    assume it); episode metadata is the fallback when the dataset has no tasks table."""
+    if task_index is not None and len(task_index) and job.tasks:
+        names = []
+        for i in dict.fromkeys(task_index.tolist()):
+            if i not in job.tasks:
+                raise DatasetError(
+                    f"{job.episode.data_path}: episode {job.episode.index} uses task_index {i}, "
+                    f"which the tasks table does not list (known: {sorted(job.tasks)})"
+                )
+            names.append(job.tasks[i])
+        return " | ".join(names)
+    return " | ".join(job.episode.tasks)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole dataset
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _check_files(dataset: LeRobotDataset, episodes: list[EpisodeMeta], cameras: dict[str, str]) -> None:
+    """Fail before writing anything: every data parquet has a footer, every mp4 exists."""
+    for path in dict.fromkeys(e.data_path for e in episodes):
+        open_parquet(path)
+    for ep in episodes:
+        for key in cameras:
+            segment = ep.videos.get(key)
+            if segment is not None and not segment.path.is_file():
+                raise DatasetError(
+                    f"{segment.path}: video file not found (episode {ep.index}, camera '{key}'; "
+                    f"from info.json video_path {dataset.info.get('video_path')!r})"
+                )
+
+
+def fingerprint(dataset: LeRobotDataset, episodes: list[EpisodeMeta], options: dict) -> str:
+    """sha256 of what decides the output: info.json, episode metadata, the size and mtime of every
+    file read, the options and the converter version. Equal fingerprints -> reusable output."""
+    h = hashlib.sha256()
+    h.update(CONVERTER_VERSION.encode())
+    h.update(dataset.info_path.read_bytes())
+    files: set[Path] = set()
+    meta = []
+    for ep in episodes:
+        files.add(ep.data_path)
+        videos = {
+            k: (os.path.relpath(v.path, dataset.root), v.from_timestamp, v.to_timestamp)
+            for k, v in ep.videos.items()
+        }
+        files.update(v.path for v in ep.videos.values())
+        meta.append([ep.index, ep.length, ep.tasks, os.path.relpath(ep.data_path, dataset.root), videos])
+    for name in ("tasks.jsonl", "tasks.parquet", "episodes.jsonl"):
+        if (dataset.root / "meta" / name).is_file():
+            files.add(dataset.root / "meta" / name)
+    stats = {}
+    for path in sorted(files):
+        st = path.stat()
+        stats[os.path.relpath(path, dataset.root)] = [st.st_size, st.st_mtime_ns]
+    h.update(
+        json.dumps(
+            {"episodes": meta, "files": stats, "tasks": dataset.tasks, "options": options},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
+    return h.hexdigest()
+
+
+def convert_dataset(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    camera_keys: list[str] | None = None,
+    camera_names: list[str] | None = None,
+    episode_len: int = 0,
+    idle_threshold: float = 1e-4,
+    max_episodes: int = 0,
+    workers: int = 0,
+    progress: bool | None = None,
+) -> ConversionResult:
+    """Convert a LeRobot dataset to `output_dir/episode_{i}.hdf5`, i = 0.. in episode_index order.
+
+    episode_len: 0 keeps each episode's length; N truncates to N or pads by repeating the last frame.
+    idle_threshold: trim idle runs at both ends (max abs action change below it); 0 disables.
+    max_episodes: 0 = all, else the first N by episode_index.
+    workers: 0 = one per CPU (at most one per episode); N processes (spawn), FFmpeg threads
+        split between them. 1 runs in this process.
+    progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
+    """
+    t0 = time.perf_counter()
+    if episode_len < 0 or max_episodes < 0 or workers < 0 or idle_threshold < 0:
+        raise DatasetError(
+            f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
+            f"workers={workers}, idle_threshold={idle_threshold}"
+        )
+    dataset = open_dataset(input_dir)
+    cameras = select_cameras(dataset, camera_keys, camera_names)
+    episodes = dataset.episodes[:max_episodes] if max_episodes else dataset.episodes
+    _check_files(dataset, episodes, cameras)
+    options = {
+        "camera_keys": list(cameras),
+        "camera_names": list(cameras.values()),
+        "episode_len": episode_len,
+        "idle_threshold": idle_threshold,
+        "max_episodes": max_episodes,
+    }
+    fp = fingerprint(dataset, episodes, options)
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cpus = _cpu_count()
+    n_workers = workers or cpus
+    n_workers = max(1, min(n_workers, len(episodes)))
+    threads = max(1, cpus // n_workers)
+    dtypes = {c.key: c.dtype for c in dataset.cameras}
+    velocity_key = VELOCITY_KEY if dataset.has_velocity else None
+    jobs = [
+        EpisodeJob(
+            output_index=i,
+            output_path=out / f"episode_{i}.hdf5",
+            episode=ep,
+            fps=dataset.fps,
+            codebase_version=dataset.version,
+            cameras=[(k, name, dtypes[k]) for k, name in cameras.items()],
+            tasks=dataset.tasks,
+            state_dim=dataset.state_dim,
+            action_dim=dataset.action_dim,
+            velocity_key=velocity_key,
+            idle_threshold=idle_threshold,
+            episode_len=episode_len,
+            thread_count=threads,
+            extra_attrs={"source_dataset": str(dataset.root.name)},
+        )
+        for i, ep in enumerate(episodes)
+    ]
+    log.info(
+        "converting %d episodes of %s (%s, %g fps, cameras %s) with %d worker(s) x %d decoder thread(s)",
+        len(jobs),
+        dataset.root,
+        dataset.version,
+        dataset.fps,
+        cameras,
+        n_workers,
+        threads,
+    )
+    reports = _run_jobs(jobs, n_workers, progress)
+    _remove_stale(out, len(jobs))
+
+    result = ConversionResult(
+        input_kind="lerobot",
+        input_dir=str(Path(input_dir).absolute()),
+        output_dir=str(out.absolute()),
+        codebase_version=dataset.version,
+        fps=dataset.fps,
+        cameras=cameras,
+        state_dim=dataset.state_dim,
+        action_dim=dataset.action_dim,
+        state_names=dataset.feature_names(STATE_KEY),
+        action_names=dataset.feature_names(ACTION_KEY),
+        episodes=reports,
+        fingerprint=fp,
+        tasks=[dataset.tasks[i] for i in sorted(dataset.tasks)],
+        total_frames_in=sum(r.frames_in for r in reports),
+        total_frames_out=sum(r.frames_out for r in reports),
+        seconds=round(time.perf_counter() - t0, 3),
+        extra={
+            "robot_type": dataset.info.get("robot_type"),
+            "camera_dtypes": {k: dtypes[k] for k in cameras},
+            "has_velocity": dataset.has_velocity,
+            "total_episodes_in_source": len(dataset.episodes),
+            "options": options,
+            "workers": n_workers,
+            "decoder_threads_per_worker": threads,
+        },
+    )
+    _write_json_atomic(out / "conversion.json", result.to_dict())
+    log.info(
+        "converted %d episodes, %d -> %d frames in %.1f s",
+        len(reports),
+        result.total_frames_in,
+        result.total_frames_out,
+        result.seconds,
+    )
+    return result
+
+
+def _run_jobs(jobs: list[EpisodeJob], n_workers: int, progress: bool | None) -> list[EpisodeReport]:
+    use_bar = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if use_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="episode", desc="converting", dynamic_ncols=True)
+
+    def done(report: EpisodeReport) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(frames=report.frames_out)
+        else:
+            log.info(
+                "episode %d/%d (source %d): %d -> %d frames (idle trimmed %d+%d) in %.2f s",
+                report.output_index + 1,
+                len(jobs),
+                report.source_index,
+                report.frames_in,
+                report.frames_out,
+                report.idle_trimmed_start,
+                report.idle_trimmed_end,
+                report.seconds,
+            )
+
+    reports: list[EpisodeReport] = []
+    try:
+        if n_workers == 1:
+            for job in jobs:
+                reports.append(convert_episode(job))
+                done(reports[-1])
+        else:
+            # spawn: PyAV/FFmpeg and h5py are not fork-safe.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+                pending = {pool.submit(convert_episode, job) for job in jobs}
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in finished:
+                        if fut.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise fut.exception()
+                        reports.append(fut.result())
+                        done(reports[-1])
+    finally:
+        if bar is not None:
+            bar.close()
+    return sorted(reports, key=lambda r: r.output_index)
+
+
+_EPISODE_FILE = re.compile(r"^episode_(\d+)\.hdf5$")
+_TEMP_FILE = re.compile(r"^\.episode_\d+\.hdf5\.tmp-\d+$")
+
+
+def _remove_stale(out: Path, count: int) -> None:
+    """Episode files beyond this conversion's count (from an earlier, larger run) and temporaries
+    of crashed runs would be mixed into training by anyone who globs the folder."""
+    for path in out.iterdir():
+        m = _EPISODE_FILE.match(path.name)
+        if (m and int(m.group(1)) >= count) or _TEMP_FILE.match(path.name):
+            log.info("removing stale %s", path)
+            path.unlink()
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
