@@ -156,14 +156,12 @@ def read_episode_rows(
 class PngDecoder:
     """PNG bytes -> (H, W, 3) uint8 RGB through FFmpeg's png decoder (no PIL/OpenCV at runtime).
 
-    One codec context is reused for every frame; PNG frames are intra-only so there is no state
-    carried between packets."""
-
-    def __init__(self) -> None:
-        self._ctx = av.CodecContext.create("png", "r")
+    A fresh codec context per image: FFmpeg's png decoder keeps the previous picture for APNG
+    blending, and a reused context was seen to OR each image into the one before it."""
 
     def decode(self, data: bytes) -> np.ndarray:
-        frames = self._ctx.decode(av.Packet(data))
+        ctx = av.CodecContext.create("png", "r")
+        frames = ctx.decode(av.Packet(data))
         if len(frames) != 1:
             raise ValueError(f"PNG decoder returned {len(frames)} frames for one image")
         return frames[0].to_ndarray(format="rgb24")
