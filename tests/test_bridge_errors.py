@@ -1,0 +1,233 @@
+"""Bad inputs: `python -m lerobot_bridge` exits 2 with a message naming the file and what was
+expected, and writes no episode file.
+
+Each case damages a copy of a real fixture in tmp_path. The CLI runs as a real subprocess; all
+cases start together (one module fixture) so the suite pays interpreter start-up once, not 16 times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _info(root: Path) -> dict:
+    return json.loads((root / "meta" / "info.json").read_text())
+
+
+def _set_info(root: Path, info: dict) -> None:
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+
+
+def _edit_info(**changes) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        info = _info(root)
+        info.update(changes)
+        _set_info(root, info)
+
+    return edit
+
+
+def _drop_feature(key: str) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        info = _info(root)
+        del info["features"][key]
+        _set_info(root, info)
+
+    return edit
+
+
+def _truncate_parquet(root: Path) -> None:
+    path = root / "data/chunk-000/file-000.parquet"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # what a recording that never reached finalize() leaves
+
+
+def _gap_v21(root: Path) -> None:
+    path = root / "meta/episodes.jsonl"
+    lines = [line for line in path.read_text().splitlines() if json.loads(line)["episode_index"] != 2]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _gap_v30(root: Path) -> None:
+    path = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.filter(pc.not_equal(table.column("episode_index"), 2)), path)
+
+
+# name: (fixture, damage, extra CLI args, fragments the message must contain)
+CASES: dict[str, tuple[str, Callable[[Path], None] | None, list[str], list[str]]] = {
+    "missing_root": (
+        "so100_v21_video",
+        lambda root: shutil.rmtree(root),
+        [],
+        ["dataset root does not exist"],
+    ),
+    "missing_info": (
+        "so100_v21_video",
+        lambda root: (root / "meta/info.json").unlink(),
+        [],
+        ["meta/info.json: file not found", "must contain meta/info.json"],
+    ),
+    "bad_json": (
+        "so100_v21_video",
+        lambda root: (root / "meta/info.json").write_text('{"codebase_version": "v2.1",'),
+        [],
+        ["meta/info.json: not valid JSON"],
+    ),
+    "v1": (
+        "so100_v21_video",
+        _edit_info(codebase_version="v1.6"),
+        [],
+        ["codebase_version 'v1.6' is not supported", "expected one of v2.0, v2.1, v3.0", "v1.x"],
+    ),
+    "unknown_version": (
+        "so100_v30_video",
+        _edit_info(codebase_version="v4.2"),
+        [],
+        ["codebase_version 'v4.2' is not supported", "expected one of v2.0, v2.1, v3.0"],
+    ),
+    "no_state": (
+        "so100_v30_video",
+        _drop_feature("observation.state"),
+        [],
+        ["meta/info.json: features has no 'observation.state'"],
+    ),
+    "no_action": (
+        "so100_v21_video",
+        _drop_feature("action"),
+        [],
+        ["meta/info.json: features has no 'action'"],
+    ),
+    "truncated_parquet": (
+        "so100_v30_video",
+        _truncate_parquet,
+        [],
+        ["data/chunk-000/file-000.parquet: not a readable parquet file", "magic bytes", "finalize()"],
+    ),
+    "missing_mp4": (
+        "so100_v30_video_multifile",
+        lambda root: (root / "videos/observation.images.wrist/chunk-000/file-001.mp4").unlink(),
+        [],
+        ["videos/observation.images.wrist/chunk-000/file-001.mp4: video file not found", "episode 2"],
+    ),
+    "gap_v21": (
+        "so100_v21_video",
+        _gap_v21,
+        [],
+        ["meta/episodes.jsonl: episode_index values are not contiguous from 0: missing 2"],
+    ),
+    "gap_v30": (
+        "so100_v30_video",
+        _gap_v30,
+        [],
+        ["meta/episodes: episode_index values are not contiguous from 0: missing 2", "total_episodes=5"],
+    ),
+    "data_path_escapes": (
+        "so100_v21_video",
+        _edit_info(data_path="../../outside/episode_{episode_index:06d}.parquet"),
+        [],
+        ["'data_path' template", "outside the dataset root"],
+    ),
+    "video_path_absolute": (
+        "so100_v30_video",
+        _edit_info(video_path="/tmp/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"),
+        [],
+        ["'video_path' template", "outside the dataset root"],
+    ),
+    "unknown_camera_key": (
+        "so100_v30_image",
+        None,
+        ["--camera_keys", "observation.images.top"],
+        [
+            "--camera_keys ['observation.images.top'] not found",
+            "available camera keys: ['observation.images.front', 'observation.images.wrist']",
+        ],
+    ),
+    "camera_names_length": (
+        "so100_v30_video",
+        None,
+        ["--camera_keys", "observation.images.front", "--camera_names", "a", "b"],
+        ["--camera_names has 2 names but there are 1 cameras", "available camera keys"],
+    ),
+    "camera_names_not_unique": (
+        "so100_v30_video",
+        None,
+        ["--camera_names", "cam", "cam"],
+        ["camera names must be unique", "available camera keys"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def cli_runs(fixtures_dir, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    base = tmp_path_factory.mktemp("bad_inputs")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = {}
+    for name, (fixture, damage, args, _) in CASES.items():
+        root = base / name / "input"
+        shutil.copytree(fixtures_dir / fixture, root)
+        if damage is not None:
+            damage(root)
+        out = base / name / "output"
+        cmd = [sys.executable, "-m", "lerobot_bridge", str(root), str(out), "--convert_workers", "1", *args]
+        procs[name] = (
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env),
+            out,
+        )
+    results = {}
+    for name, (proc, out) in procs.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        results[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), out)
+    return results
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_message(case, cli_runs):
+    proc, out = cli_runs[case]
+    assert proc.returncode == 2, proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ")
+    for fragment in CASES[case][3]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert "Traceback" not in proc.stderr
+    assert not list(out.glob("episode_*.hdf5")) if out.exists() else True  # nothing half-written
+
+
+def test_valid_input_exits_0(fixtures_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lerobot_bridge",
+            str(fixtures_dir / "so100_v30_image"),
+            str(out),
+            "--max_episodes",
+            "1",
+            "--episode_len",
+            "30",
+            "--convert_workers",
+            "1",
+            "--report",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [e["frames_out"] for e in report["episodes"]] == [30]
+    assert sorted(p.name for p in out.iterdir()) == ["conversion.json", "episode_0.hdf5"]
