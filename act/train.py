@@ -1,0 +1,552 @@
+"""The training loop: one process per rank, nanoGPT style.
+
+The CLI (`train_lerobot_to_act.py`) converts the dataset, computes the stats, picks the split
+and writes `prepared.json` into the run directory; then every rank runs `train()` on it.
+Rank 0 alone writes files. What a step does is upstream ACT's: AdamW on the upstream loss
+(masked L1 + kl_weight x KL with the posterior z), no LR schedule, no clipping.
+
+Fault tolerance: SIGTERM/SIGINT set a flag; the step in flight finishes, every rank agrees to
+stop at the same step, rank 0 writes `policy_last.ckpt` and `resume_state.pt` (weights,
+optimizer, every rank's RNG state, position in the sampling stream, best so far) and the run
+exits non-zero. Running the same command again continues bit-for-bit on the same stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from act.config import ACTConfig
+from act.data import (
+    ACTEpisodeDataset,
+    EpochBatchSampler,
+    ListBatchSampler,
+    make_loader,
+    to_device,
+    validation_samples,
+)
+from act.distributed import DistContext
+from act.manifest import Manifest, atomic_write_text, now_iso
+from act.plot import write_loss_curves
+
+log = logging.getLogger("train_act")
+
+PREPARED_NAME = "prepared.json"
+RESUME_NAME = "resume_state.pt"
+COMPLETE_NAME = "training_complete.json"
+METRICS_NAME = "metrics.jsonl"
+PLOT_NAME = "loss_curves.png"
+VAL_SEED = 1234  # validation's CVAE noise is the same every time, and never touches training RNG
+WEIGHT_DECAY = 1e-4  # upstream
+
+
+@dataclass
+class PreparedRun:
+    """Everything a rank needs, decided once by the launcher (JSON in the run directory)."""
+
+    output_dir: str
+    run_dir: str
+    run_name: str
+    manifest_path: str
+    hdf5_paths: list[str]
+    lengths: list[int]
+    camera_names: list[str]
+    train_ids: list[int]
+    val_ids: list[int]
+    device_type: str  # "cuda" | "cpu"
+    rank_batch_sizes: list[int]
+    steps_per_epoch: int
+    num_epochs: int
+    total_steps: int
+    val_interval: int  # epochs
+    log_interval: int  # steps
+    save_interval: int  # epochs
+    seed: int
+    learning_rate: float
+    lr_backbone: float
+    precision: str  # auto | bf16 | fp32
+    num_workers: int  # DataLoader workers per rank (resolved, >= 0)
+    backbone_weights: str | None
+    resume: bool
+    val_samples: int = 256
+    notes: list[str] = field(default_factory=list)
+    gpu_ids: list[int] = field(default_factory=list)
+
+    @property
+    def global_batch(self) -> int:
+        return sum(self.rank_batch_sizes)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> PreparedRun:
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainResult:
+    outcome: str  # "completed" | "interrupted"
+    figures: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Stop requests (SIGTERM / SIGINT)
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the loop checks it after every step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.signum is None:
+            log.warning("received %s: finishing the current step, then saving", signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def resolve_amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on GPUs that support it (auto/bf16), fp32 otherwise or when asked."""
+    if precision == "fp32" or device.type != "cuda":
+        return None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if precision == "bf16":
+        raise RuntimeError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16 support")
+    return None
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def epoch_checkpoint_name(epoch: int, seed: int) -> str:
+    return f"policy_epoch_{epoch}_seed_{seed}.ckpt"
+
+
+def read_metrics(path: Path, max_step: int | None = None) -> list[dict]:
+    """metrics.jsonl rows (skipping a torn last line), optionally only up to a step (resume)."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if max_step is None or row.get("step", 0) <= max_step:
+                rows.append(row)
+    return rows
+
+
+def curves_from_metrics(rows: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
+    out = {}
+    for key in ("l1", "kl", "loss"):
+        train = [(r["step"], r[key]) for r in rows if r["kind"] == "train"]
+        val = [(r["step"], r[f"val_{key}"]) for r in rows if r["kind"] == "val"]
+        out[key] = {
+            "train": ([s for s, _ in train], [v for _, v in train]),
+            "val": ([s for s, _ in val], [v for _, v in val]),
+        }
+    return out
+
+
+def format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+@torch.no_grad()
+def validate(policy, loader, device: torch.device, amp_dtype, ctx: DistContext) -> dict[str, float]:
+    """Upstream's validation loss (posterior z) and the deploy metric (z = 0), over the fixed set.
+
+    `val_l1_deploy` is the per-element L1 over non-padded action entries of the prediction a
+    robot would execute; `val_l1_mean_action` is the same for a constant predictor of the
+    training mean action (0 after normalization): the number a policy must beat.
+    """
+    was_training = policy.training
+    policy.eval()
+    sums = np.zeros(7)  # n, loss*n, l1*n, kl*n, deploy abs, baseline abs, valid elements
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(VAL_SEED + ctx.rank)
+        for batch in loader:
+            b = to_device(batch, device)
+            n = b["qpos"].shape[0]
+            with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else nullcontext():
+                out = policy(b["qpos"], b["images"], b["action"], b["is_pad"])
+                a_hat = policy(b["qpos"], b["images"])  # (B, chunk, A), z = 0
+            valid = (~b["is_pad"]).unsqueeze(-1).float()  # (B, chunk, 1)
+            target = b["action"]
+            sums += np.array([
+                n,
+                out["loss"].item() * n,
+                out["l1"].item() * n,
+                out["kl"].item() * n,
+                ((a_hat.float() - target).abs() * valid).sum().item(),
+                (target.abs() * valid).sum().item(),
+                valid.sum().item() * target.shape[-1],
+            ])
+    sums = np.array(ctx.all_sum(sums.tolist()))
+    policy.train(was_training)
+    n, elems = max(sums[0], 1), max(sums[6], 1)
+    return {
+        "val_loss": sums[1] / n,
+        "val_l1": sums[2] / n,
+        "val_kl": sums[3] / n,
+        "val_l1_deploy": sums[4] / elems,
+        "val_l1_mean_action": sums[5] / elems,
+        "val_samples": int(sums[0]),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
+    from act.act_policy import build_policy
+    from act.checkpoint import save_checkpoint
+    from act.stats import load_stats
+
+    run_dir = Path(prep.run_dir)
+    device = ctx.device
+    amp_dtype = resolve_amp_dtype(prep.precision, device)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
+    main = ctx.is_main
+
+    # Different dropout / CVAE noise per rank; the data stream is shared (see EpochBatchSampler).
+    torch.manual_seed(prep.seed + ctx.rank)
+    cfg = ACTConfig.load_json(run_dir / "policy_config.json")
+    policy, backbone_pretrained = build_policy(cfg, prep.backbone_weights)
+    frozen = policy.freeze_unused_parameters()
+    policy.to(device)
+    n_params = sum(p.numel() for p in policy.parameters())
+    n_trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    optimizer = torch.optim.AdamW(
+        policy.optimizer_param_groups(prep.learning_rate, prep.lr_backbone, WEIGHT_DECAY),
+        lr=prep.learning_rate,
+        weight_decay=WEIGHT_DECAY,
+        fused=device.type == "cuda",
+    )
+
+    # ---- resume
+    epoch = step_in_epoch = global_step = samples_seen = 0
+    train_seconds = 0.0
+    best: dict[str, Any] | None = None
+    resume_path = run_dir / RESUME_NAME
+    resumed_from = None
+    if prep.resume and resume_path.exists():
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        policy.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
+        global_step, samples_seen = state["global_step"], state["samples_seen"]
+        train_seconds, best = state["train_seconds"], state["best"]
+        rngs = state["rng"]
+        if ctx.rank < len(rngs):
+            set_rng_state(rngs[ctx.rank])
+        resumed_from = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step}
+        if main:
+            log.info("resuming %s at epoch %d, step %d (global step %d)", run_dir, epoch + 1,
+                     step_in_epoch, global_step)
+        del state
+
+    model = policy
+    if ctx.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            policy, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    # ---- data
+    stats = load_stats(run_dir / "dataset_stats.pkl")
+    dataset = ACTEpisodeDataset(prep.hdf5_paths, prep.camera_names, cfg.chunk_size, stats)
+    sampler = EpochBatchSampler(prep.train_ids, prep.lengths, prep.rank_batch_sizes, ctx.rank, prep.seed)
+    assert sampler.steps_per_epoch == prep.steps_per_epoch
+    pin = device.type == "cuda"
+    loader = make_loader(dataset, sampler, prep.num_workers, pin)
+    val_pairs = validation_samples(prep.val_ids, prep.lengths, prep.val_samples)[ctx.rank :: ctx.world_size]
+    val_dataset = ACTEpisodeDataset(prep.hdf5_paths, prep.camera_names, cfg.chunk_size, stats)
+    val_batches = ListBatchSampler(val_pairs, prep.rank_batch_sizes[ctx.rank])
+    val_loader = make_loader(val_dataset, val_batches, 0, pin)
+    has_val = bool(prep.val_ids)
+    # DDP averages gradients over ranks; scaling each rank's mean loss by b_r * W / G makes that
+    # average the mean over the global batch even when the ranks' batch sizes differ by one.
+    loss_scale = prep.rank_batch_sizes[ctx.rank] * ctx.world_size / prep.global_batch
+
+    metrics_path = run_dir / METRICS_NAME
+    metrics = read_metrics(metrics_path, max_step=global_step) if main and prep.resume else []
+    manifest = Manifest.load_or_new(prep.manifest_path) if main else None
+
+    def figures(outcome: str) -> dict[str, Any]:
+        elapsed = train_seconds + (time.perf_counter() - t_start)
+        return {
+            "outcome": outcome,
+            "world_size": ctx.world_size,
+            "device": str(device.type),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "precision": "bf16 autocast" if amp_dtype else "fp32",
+            "per_rank_batch": prep.rank_batch_sizes,
+            "global_batch": prep.global_batch,
+            "steps_per_epoch": prep.steps_per_epoch,
+            "epochs_planned": prep.num_epochs,
+            "steps_planned": prep.total_steps,
+            "epochs_completed": epoch,
+            "steps_completed": global_step,
+            "samples_seen": samples_seen,
+            "seconds": round(elapsed, 3),
+            "samples_per_second": round(samples_seen / elapsed, 3) if elapsed > 0 else None,
+            "resumed_from": resumed_from,
+            "dataloader_workers_per_rank": prep.num_workers,
+        }
+
+    def write_manifest(outcome: str = "running") -> None:
+        if not main:
+            return
+        manifest.update(
+            model={
+                "config": cfg.to_dict(),
+                "parameters": n_params,
+                "trainable_parameters": n_trainable,
+                "frozen_unused_parameters": len(frozen),
+                "backbone_pretrained": backbone_pretrained,
+                "use_all_decoder_layers": cfg.use_all_decoder_layers,
+            },
+            backbone_pretrained=backbone_pretrained,
+            training=figures(outcome),
+            best=best,
+            last_validation=last_val,
+        )
+        manifest.write()
+
+    def save_state(completed_epoch_boundary: bool) -> None:
+        """policy_last.ckpt + resume_state.pt (collective: gathers every rank's RNG state)."""
+        rngs = ctx.gather_objects(rng_state())
+        if not main:
+            return
+        save_checkpoint(policy, run_dir / "policy_last.ckpt")
+        atomic_torch_save(
+            {
+                "model": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "global_step": global_step,
+                "samples_seen": samples_seen,
+                "train_seconds": train_seconds + (time.perf_counter() - t_start),
+                "best": best,
+                "rng": rngs,
+                "world_size": ctx.world_size,
+                "saved_at": now_iso(),
+            },
+            resume_path,
+        )
+
+    def write_metrics() -> None:
+        if main:
+            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in metrics))
+            write_loss_curves(run_dir / PLOT_NAME, curves_from_metrics(metrics))
+
+    def run_validation() -> None:
+        nonlocal best, last_val
+        if not has_val:
+            return
+        last_val = validate(policy, val_loader, device, amp_dtype, ctx)
+        last_val.update(epoch=epoch, step=global_step)
+        metrics.append({"kind": "val", **last_val, "time": now_iso()})
+        if main:
+            log.info(
+                "validation epoch %d step %d: loss %.4f l1 %.4f kl %.4f | deploy L1 (z=0) %.4f vs "
+                "mean-action %.4f",
+                epoch, global_step, last_val["val_loss"], last_val["val_l1"], last_val["val_kl"],
+                last_val["val_l1_deploy"], last_val["val_l1_mean_action"],
+            )
+        if best is None or last_val["val_loss"] < best["val_loss"]:
+            best = dict(last_val)
+            if main:
+                save_checkpoint(policy, run_dir / "policy_best.ckpt")
+
+    # ---- loop
+    last_val: dict[str, Any] | None = None
+    t_start = time.perf_counter()
+    start_step = global_step
+    write_manifest()
+    if main:
+        if not has_val:
+            log.warning("only %d episode(s) and no validation split: best checkpoint = last",
+                        len(prep.train_ids))
+        log.info(
+            "training: %d train / %d val episodes, %d epochs x %d steps = %d steps, global batch %d "
+            "(per rank %s), %s, %s",
+            len(prep.train_ids), len(prep.val_ids), prep.num_epochs, prep.steps_per_epoch,
+            prep.total_steps, prep.global_batch, prep.rank_batch_sizes, device,
+            "bf16 autocast" if amp_dtype else "fp32",
+        )
+    bar = None
+    if main and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=prep.total_steps, initial=global_step, unit="step", dynamic_ncols=True)
+    acc = torch.zeros(3, device=device)  # running sums of l1, kl, loss since the last log line
+    acc_n = 0
+    t_log, samples_at_log = time.perf_counter(), samples_seen
+    interrupted = False
+    policy.train()
+
+    while global_step < prep.total_steps and not interrupted:
+        remaining = prep.total_steps - global_step
+        sampler.set_epoch(epoch, step_in_epoch, step_in_epoch + remaining)
+        for batch in loader:
+            b = to_device(batch, device)
+            with autocast():
+                out = model(b["qpos"], b["images"], b["action"], b["is_pad"])
+            optimizer.zero_grad(set_to_none=True)
+            (out["loss"] * loss_scale).backward()
+            optimizer.step()
+
+            acc += torch.stack([out["l1"], out["kl"], out["loss"]]).detach().float()
+            acc_n += 1
+            step_in_epoch += 1
+            global_step += 1
+            samples_seen += prep.global_batch
+            if bar is not None:
+                bar.update(1)
+
+            if global_step % prep.log_interval == 0 or global_step == prep.total_steps:
+                means = acc / acc_n * (prep.rank_batch_sizes[ctx.rank] / prep.global_batch * ctx.world_size)
+                if ctx.distributed:
+                    torch.distributed.all_reduce(means)
+                    means /= ctx.world_size
+                l1, kl, loss = means.tolist()
+                now = time.perf_counter()
+                rate = (samples_seen - samples_at_log) / max(now - t_log, 1e-9)
+                eta = (prep.total_steps - global_step) * prep.global_batch / rate if rate > 0 else math.inf
+                lr = optimizer.param_groups[0]["lr"]
+                metrics.append({
+                    "kind": "train", "epoch": epoch + (step_in_epoch / prep.steps_per_epoch),
+                    "step": global_step, "loss": loss, "l1": l1, "kl": kl, "lr": lr,
+                    "samples_per_second": rate, "time": now_iso(),
+                })
+                if main:
+                    line = (
+                        f"epoch {epoch + 1}/{prep.num_epochs} step {global_step}/{prep.total_steps} "
+                        f"loss {loss:.4f} l1 {l1:.4f} kl {kl:.4f} lr {lr:.2e} "
+                        f"{rate:.1f} samples/s ETA {format_eta(eta)}"
+                    )
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss:.4f}", l1=f"{l1:.4f}", kl=f"{kl:.4f}")
+                    else:
+                        log.info(line)
+                acc.zero_()
+                acc_n, t_log, samples_at_log = 0, now, samples_seen
+                write_metrics()
+
+            if ctx.any_rank(stop.requested):
+                interrupted = True
+                break
+
+        if step_in_epoch == prep.steps_per_epoch:  # epoch boundary
+            epoch += 1
+            step_in_epoch = 0
+            last_epoch = global_step >= prep.total_steps
+            if main and prep.save_interval > 0 and epoch % prep.save_interval == 0:
+                save_checkpoint(policy, run_dir / epoch_checkpoint_name(epoch, prep.seed))
+            if (epoch % prep.val_interval == 0 or last_epoch) and not interrupted:
+                run_validation()
+                write_metrics()
+                if not last_epoch:
+                    save_state(True)
+                write_manifest()
+
+    if bar is not None:
+        bar.close()
+    if interrupted:
+        if global_step >= prep.total_steps:
+            interrupted = False  # the signal arrived during the very last step: just finish
+        else:
+            save_state(False)
+            write_metrics()
+            write_manifest("interrupted")
+            if main:
+                log.warning("interrupted at epoch %d step %d: state saved to %s; run the same command "
+                            "again to continue", epoch + 1, global_step, resume_path)
+            return TrainResult("interrupted", figures("interrupted"))
+
+    # ---- completed
+    if has_val and (last_val is None or last_val["step"] != global_step):
+        run_validation()
+        write_metrics()
+    if main:
+        save_checkpoint(policy, run_dir / "policy_last.ckpt")
+        if not has_val:
+            save_checkpoint(policy, run_dir / "policy_best.ckpt")
+            best = {"epoch": epoch, "step": global_step, "note": "no validation split: best = last"}
+        train_seconds += time.perf_counter() - t_start
+        t_done = time.perf_counter()
+        result = figures("completed")
+        result["seconds"] = round(train_seconds, 3)
+        result["samples_per_second"] = round(samples_seen / train_seconds, 3) if train_seconds else None
+        result["steps_this_session"] = global_step - start_step
+        atomic_write_text(run_dir / COMPLETE_NAME, json.dumps({"finished_at": now_iso(), **result,
+                                                                "best": best}, indent=2) + "\n")
+        if resume_path.exists():
+            resume_path.unlink()
+        t_start = t_done  # figures() adds nothing more
+        write_manifest("completed")
+        manifest.update(training=result)
+        manifest.write()
+        log.info("training done: %d steps, %d samples in %.1f s (%.1f samples/s); best epoch %s step %s",
+                 global_step, samples_seen, train_seconds, result["samples_per_second"] or 0,
+                 best.get("epoch") if best else None, best.get("step") if best else None)
+        return TrainResult("completed", result)
+    return TrainResult("completed", figures("completed"))

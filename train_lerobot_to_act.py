@@ -1,0 +1,671 @@
+#!/usr/bin/env python
+"""Train an ACT policy from a LeRobot dataset in one command.
+
+    validate arguments -> convert to ACT HDF5 -> dataset_stats.pkl -> train -> manifest.json
+
+Outputs: OUTPUT/checkpoints/<run_name>/{policy_best.ckpt, policy_last.ckpt,
+policy_epoch_{e}_seed_{s}.ckpt, dataset_stats.pkl, policy_config.json, metrics.jsonl,
+loss_curves.png} and OUTPUT/manifest.json.
+
+This process is the launcher. It does every once-only step (conversion, stats, split) and
+then trains in-process when one process is enough, or re-executes this file through
+`python -m torch.distributed.run --standalone` with one worker per selected GPU (or N CPU
+workers with `--gpus cpu:N`). Workers find their instructions in `prepared.json` (path in the
+TRAIN_ACT_PREPARED environment variable). Signals reach the workers, which save a resumable
+state; running the identical command again continues the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import traceback
+from collections import Counter
+from pathlib import Path
+
+from act.distributed import LaunchPlan, UsageError, plan_launch, rank_batch_sizes
+from act.manifest import Manifest, describe_artifacts, now_iso, software_versions
+from lerobot_bridge.errors import DatasetError
+
+log = logging.getLogger("train_act")
+
+PREPARED_ENV = "TRAIN_ACT_PREPARED"
+SUPPORTED_POLICIES = ("ACT",)
+EXIT_USAGE = 2
+# Arguments that do not change what is trained: they may differ when a run is resumed.
+NON_DEFINING_ARGS = {
+    "input_dir", "output_dir", "gpus", "num_workers", "convert_workers", "resume", "fresh",
+    "keep_converted_hdf5", "log_interval", "run_name", "backbone_weights",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train_lerobot_to_act.py",
+        description="Convert a LeRobot dataset (v2.0/v2.1/v3.0) to ACT HDF5 and train an ACT policy whose "
+        "checkpoints load unchanged into upstream ACT (tonyzhaozh/act).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    core = p.add_argument_group("core")
+    core.add_argument("--batch_size", type=int, default=64,
+                      help="batch size; global or per GPU depending on --batch_mode")
+    core.add_argument("--num_epochs", type=int, default=12000,
+                      help="epochs; one epoch = ceil(train episodes / global batch) optimizer steps of a "
+                      "full global batch, every training episode at least once (random timestep)")
+    core.add_argument("--steps", type=int, default=0,
+                      help="total optimizer steps instead of epochs; used only with --num_epochs 0")
+    core.add_argument("--learning_rate", type=float, default=5e-5,
+                      help="AdamW learning rate (constant, not scaled with the number of GPUs)")
+    core.add_argument("--save_interval", type=int, default=6000,
+                      help="write policy_epoch_{epoch}_seed_{seed}.ckpt every this many epochs (0 = never)")
+    core.add_argument("--gpus", default="all",
+                      help="'all' visible GPUs, a list of GPU ids such as 0,1, 'cpu', or 'cpu:N' for N CPU "
+                      "processes (gloo); more than one process is launched through torchrun")
+    core.add_argument("--batch_mode", default="fixed_global", choices=("fixed_global", "fixed_per_gpu"),
+                      help="fixed_global: --batch_size is the global batch, split across processes; "
+                      "fixed_per_gpu: every process takes --batch_size (global = batch_size x processes)")
+    core.add_argument("--num_workers", type=int, default=0,
+                      help="DataLoader worker processes per GPU process; 0 = auto (on GPUs: "
+                      "min(8, CPUs per process - 1); on the CPU: load in the training process)")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--task_name", default="auto",
+                       help="task label recorded in the manifest; auto = the dataset's most frequent task")
+    model.add_argument("--run_name", default="auto",
+                       help="run directory name under OUTPUT/checkpoints/; auto = task slug + a hash of the "
+                       "training arguments, so the identical command finds (and resumes) the same run")
+    model.add_argument("--policy_class", default="ACT", help="policy to train; supported: ACT")
+    model.add_argument("--kl_weight", type=float, default=10.0, help="weight of the CVAE KL term in the loss")
+    model.add_argument("--chunk_size", type=int, default=100,
+                       help="actions predicted per query (num_queries)")
+    model.add_argument("--hidden_dim", type=int, default=512, help="transformer width")
+    model.add_argument("--dim_feedforward", type=int, default=3200, help="transformer feed-forward width")
+    model.add_argument("--seed", type=int, default=42,
+                       help="training seed (the train/val split does not use it)")
+    model.add_argument("--nheads", type=int, default=8, help="attention heads")
+    model.add_argument("--enc_layers", type=int, default=4, help="transformer encoder layers")
+    model.add_argument("--dec_layers", type=int, default=7,
+                       help="transformer decoder layers (upstream uses only the first, see "
+                       "--use_all_decoder_layers)")
+    model.add_argument("--dropout", type=float, default=0.1, help="transformer dropout")
+    model.add_argument("--use_all_decoder_layers", action="store_true",
+                       help="wire the decoder properly (last layer's output). Same checkpoint keys, but "
+                       "upstream ACT code would load such a checkpoint silently and compute different "
+                       "actions")
+
+    bridge = p.add_argument_group("data bridge (LeRobot -> ACT HDF5)")
+    bridge.add_argument("--camera_keys", nargs="+", default=None,
+                        help="LeRobot camera features to use, in order (space or comma separated); default: "
+                        "every video/image feature in info.json order")
+    bridge.add_argument("--camera_names", nargs="+", default=None,
+                        help="ACT camera names for --camera_keys (same count); default: the last dotted part "
+                        "of each key")
+    bridge.add_argument("--episode_len", type=int, default=0,
+                        help="0 keeps each episode's length; N truncates to N frames or pads by repeating "
+                        "the last frame")
+    bridge.add_argument("--idle_threshold", type=float, default=1e-4,
+                        help="trim idle frames at episode start/end (max abs action change below this); "
+                        "0 = off")
+    bridge.add_argument("--max_episodes", type=int, default=0, help="use the first N episodes (0 = all)")
+    bridge.add_argument("--convert_workers", type=int, default=0,
+                        help="conversion processes (0 = one per CPU)")
+    bridge.add_argument("--keep_converted_hdf5", action="store_true",
+                        help="keep the ACT HDF5 episodes in OUTPUT/converted_hdf5/ (else a temporary folder "
+                        "removed at the end)")
+
+    ours = p.add_argument_group("paths, optimization and run control")
+    ours.add_argument("--input_dir", default="/data/input",
+                      help="LeRobot dataset root (holds meta/info.json)")
+    ours.add_argument("--output_dir", default="/data/output", help="where checkpoints/ and manifest.json go")
+    ours.add_argument("--lr_backbone", type=float, default=None,
+                      help="learning rate of the ResNet18 backbone (default: --learning_rate)")
+    ours.add_argument("--backbone_weights", default=None,
+                      help="torchvision resnet18 .pth file, or 'none' for random init; default: "
+                      "$ACT_BACKBONE_WEIGHTS, then $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth")
+    ours.add_argument("--val_ratio", type=float, default=0.2,
+                      help="fraction of episodes held out for validation (fixed split, at least 1 episode "
+                      "when there are 2 or more; 0 = no validation)")
+    ours.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                      help="auto: bf16 autocast on GPUs that support it, fp32 otherwise; fp32 forces fp32")
+    ours.add_argument("--val_interval", type=int, default=0,
+                      help="validate (and save a resumable state) every N epochs; 0 = auto (about 50 times "
+                      "per run), always at the end")
+    ours.add_argument("--log_interval", type=int, default=0,
+                      help="log a line every N steps; 0 = auto (about 100 lines per run, at most every "
+                      "100 steps)")
+    ours.add_argument("--resume", action="store_true",
+                      help="require resuming an interrupted run (error if there is nothing to resume); "
+                      "without it an interrupted run is resumed anyway and a completed one is left alone")
+    ours.add_argument("--fresh", action="store_true",
+                      help="discard an existing run of the same name and start from scratch")
+    return p
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+def validate_args(args: argparse.Namespace, cuda_device_count: int) -> LaunchPlan:
+    """Every check that needs no data; raises UsageError with the fix."""
+    args.camera_keys = _split_list(args.camera_keys)
+    args.camera_names = _split_list(args.camera_names)
+    if args.policy_class != "ACT":
+        raise UsageError(f"--policy_class {args.policy_class}: not supported; supported: "
+                         f"{', '.join(SUPPORTED_POLICIES)}")
+    if args.num_epochs < 0 or args.steps < 0:
+        raise UsageError("--num_epochs and --steps must be >= 0")
+    if args.num_epochs == 0 and args.steps == 0:
+        raise UsageError("--num_epochs 0 needs --steps N (total optimizer steps), or give --num_epochs N")
+    if args.num_epochs > 0 and args.steps > 0:
+        raise UsageError(f"--steps {args.steps} counts only with --num_epochs 0: add --num_epochs 0 to train "
+                         f"for {args.steps} steps, or drop --steps")
+    positive = {"batch_size": args.batch_size, "chunk_size": args.chunk_size, "hidden_dim": args.hidden_dim,
+                "dim_feedforward": args.dim_feedforward, "nheads": args.nheads, "enc_layers": args.enc_layers,
+                "dec_layers": args.dec_layers}
+    for name, value in positive.items():
+        if value < 1:
+            raise UsageError(f"--{name} must be >= 1 (got {value})")
+    if args.hidden_dim % args.nheads:
+        raise UsageError(f"--hidden_dim {args.hidden_dim} must be divisible by --nheads {args.nheads}")
+    if args.hidden_dim % 2:
+        raise UsageError(f"--hidden_dim {args.hidden_dim} must be even (2-D sine position embedding)")
+    if not args.learning_rate > 0:
+        raise UsageError(f"--learning_rate must be > 0 (got {args.learning_rate})")
+    if args.lr_backbone is None:
+        args.lr_backbone = args.learning_rate
+    if args.lr_backbone < 0:
+        raise UsageError(f"--lr_backbone must be >= 0 (got {args.lr_backbone})")
+    if not 0 <= args.val_ratio < 1:
+        raise UsageError(f"--val_ratio must be in [0, 1) (got {args.val_ratio})")
+    if not 0 <= args.dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1) (got {args.dropout})")
+    if args.kl_weight < 0:
+        raise UsageError(f"--kl_weight must be >= 0 (got {args.kl_weight})")
+    for name in ("save_interval", "num_workers", "convert_workers", "episode_len", "max_episodes",
+                 "val_interval", "log_interval"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name} must be >= 0 (got {getattr(args, name)})")
+    if args.idle_threshold < 0:
+        raise UsageError(f"--idle_threshold must be >= 0 (got {args.idle_threshold})")
+    if args.camera_names and not args.camera_keys:
+        raise UsageError("--camera_names needs --camera_keys (one name per key, same order)")
+    if args.camera_keys and args.camera_names and len(args.camera_keys) != len(args.camera_names):
+        raise UsageError(f"--camera_keys has {len(args.camera_keys)} entries and --camera_names "
+                         f"{len(args.camera_names)}: give one name per key")
+    if args.camera_names and len(set(args.camera_names)) != len(args.camera_names):
+        raise UsageError(f"--camera_names must be unique (got {args.camera_names})")
+    if args.resume and args.fresh:
+        raise UsageError("--resume and --fresh contradict each other: pick one")
+    if args.run_name != "auto" and not re.fullmatch(r"[A-Za-z0-9._-]+", args.run_name):
+        raise UsageError(f"--run_name {args.run_name!r}: use letters, digits, '.', '_' and '-' only")
+    plan = plan_launch(args.gpus, cuda_device_count)
+    if args.precision == "bf16" and plan.device_type != "cuda":
+        raise UsageError("--precision bf16 needs a CUDA GPU; on the CPU use --precision auto or fp32")
+    rank_batch_sizes(args.batch_size, plan.nproc, args.batch_mode)  # raises on batch < processes
+    return plan
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion (once, reused when the input and options are unchanged)
+
+
+def input_fingerprint(input_dir: Path, options: dict) -> str:
+    """sha256 over every input file's relative path, size and mtime, plus the options."""
+    h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    for root, dirs, files in os.walk(input_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            st = path.stat()
+            h.update(f"{path.relative_to(input_dir)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def convert_input(args: argparse.Namespace, conv_dir: Path) -> tuple[object, bool]:
+    """ConversionResult for args.input_dir in conv_dir; reuses an earlier identical conversion."""
+    from lerobot_bridge.types import ConversionResult
+
+    input_dir = Path(args.input_dir)
+    if not input_dir.is_dir():
+        raise DatasetError(f"{input_dir}: input directory does not exist; mount or pass a LeRobot dataset "
+                           "root (the folder holding meta/info.json) with --input_dir")
+    options = {k: getattr(args, k) for k in ("camera_keys", "camera_names", "episode_len", "idle_threshold",
+                                             "max_episodes")}
+    fingerprint = input_fingerprint(input_dir, options)
+    marker = conv_dir / "reuse.json"
+    if marker.exists():
+        try:
+            saved = json.loads(marker.read_text())
+            if saved.get("input_fingerprint") == fingerprint:
+                result = ConversionResult.from_dict(saved["result"])
+                if all(p.exists() for p in result.hdf5_paths):
+                    log.info("reusing the conversion in %s (input and options unchanged)", conv_dir)
+                    return result, True
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass
+    if conv_dir.exists():
+        shutil.rmtree(conv_dir)
+    conv_dir.mkdir(parents=True)
+    from lerobot_bridge.innate import detect_input_kind
+
+    kind = detect_input_kind(input_dir)
+    if kind == "lerobot":
+        from lerobot_bridge.convert import convert_dataset
+
+        result = convert_dataset(
+            input_dir, conv_dir, camera_keys=args.camera_keys, camera_names=args.camera_names,
+            episode_len=args.episode_len, idle_threshold=args.idle_threshold, max_episodes=args.max_episodes,
+            workers=args.convert_workers,
+        )
+    else:
+        from lerobot_bridge.innate import convert_innate
+
+        log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", kind)
+        result = convert_innate(
+            input_dir, conv_dir, episode_len=args.episode_len, idle_threshold=args.idle_threshold,
+            max_episodes=args.max_episodes, camera_names=args.camera_names,
+        )
+    tmp = marker.with_name(".reuse.json.tmp")
+    tmp.write_text(json.dumps({"input_fingerprint": fingerprint, "options": options,
+                               "result": result.to_dict()}, indent=2, default=str))
+    os.replace(tmp, marker)
+    return result, False
+
+
+# --------------------------------------------------------------------------------------------
+# Preparing the run (launcher only)
+
+
+def slug(text: str, limit: int = 32) -> str:
+    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return s[:limit].strip("_") or "task"
+
+
+def defining_args(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in sorted(vars(args).items()) if k not in NON_DEFINING_ARGS}
+
+
+def resolve_run_name(args: argparse.Namespace, task_name: str) -> str:
+    if args.run_name != "auto":
+        return args.run_name
+    digest = hashlib.sha256(json.dumps(defining_args(args), sort_keys=True, default=str).encode()).hexdigest()
+    return f"{slug(task_name)}_{digest[:8]}"
+
+
+def auto_interval(total: int, times: int, cap: int | None = None) -> int:
+    n = max(1, math.ceil(total / times))
+    return min(n, cap) if cap else n
+
+
+def resolve_num_workers(requested: int, plan: LaunchPlan) -> int:
+    if requested > 0:
+        return requested
+    if plan.device_type != "cuda":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cpus // plan.nproc - 1))
+
+
+def run_state(run_dir: Path) -> str:
+    from act.train import COMPLETE_NAME, RESUME_NAME
+
+    if (run_dir / COMPLETE_NAME).exists():
+        return "completed"
+    if (run_dir / RESUME_NAME).exists():
+        return "resumable"
+    return "new"
+
+
+def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
+    """Convert, split, stats, config: everything done once. Returns (PreparedRun, conv_dir) or
+    (None, None) when the run is already complete."""
+    import numpy as np
+
+    from act.config import ACTConfig
+    from act.data import read_all_qpos_action, read_episode_index, split_episodes, validation_samples
+    from act.stats import compute_stats, save_stats
+    from act.train import PREPARED_NAME, PreparedRun
+
+    output_dir = Path(args.output_dir).absolute()
+    conv_dir = output_dir / ("converted_hdf5" if args.keep_converted_hdf5 else ".converted_hdf5_tmp")
+    result, reused = convert_input(args, conv_dir)
+    paths = [str(p) for p in result.hdf5_paths]
+    tasks = Counter(e.task for e in result.episodes)
+    task_name = tasks.most_common(1)[0][0] if args.task_name == "auto" and tasks else args.task_name
+    index = read_episode_index(paths, result.camera_names)
+    manifest.update(
+        task_name=task_name,
+        dataset={
+            "path": str(Path(args.input_dir).absolute()),
+            "input_kind": result.input_kind,
+            "codebase_version": result.codebase_version,
+            "fps": result.fps,
+            "episodes": len(result.episodes),
+            "episodes_in_source": result.extra.get("total_episodes_in_source", len(result.episodes)),
+            "frames": result.total_frames_out,
+            "frames_in_source_episodes": result.total_frames_in,
+            "fingerprint": result.fingerprint,
+            "tasks": dict(tasks),
+            "image_shapes": {k: list(v) for k, v in index.image_shapes.items()},
+        },
+        conversion={**result.to_dict(), "reused": reused,
+                    "kept": bool(args.keep_converted_hdf5), "directory": str(conv_dir)},
+        cameras=dict(result.cameras),
+        state_dim=result.state_dim,
+        action_dim=result.action_dim,
+        state_names=result.state_names,
+        action_names=result.action_names,
+    )
+
+    run_name = resolve_run_name(args, task_name)
+    run_dir = output_dir / "checkpoints" / run_name
+    state = run_state(run_dir)
+    if args.fresh and run_dir.exists():
+        log.info("--fresh: removing the earlier run in %s", run_dir)
+        shutil.rmtree(run_dir)
+        state = "new"
+    manifest.update(run_name=run_name, run_dir=str(run_dir))
+    if state == "completed":
+        if args.resume:
+            raise UsageError(f"--resume: the run in {run_dir} already completed; nothing to resume "
+                             "(use --fresh to train again, or another --run_name)")
+        return None, conv_dir
+    if args.resume and state != "resumable":
+        raise UsageError(f"--resume: no interrupted run to resume in {run_dir}; drop --resume to start it")
+    resume = state == "resumable"
+    prepared_path = run_dir / PREPARED_NAME
+    earlier: dict = {}
+    if resume:
+        earlier = json.loads(prepared_path.read_text()) if prepared_path.exists() else {}
+        diff = {k: (earlier.get("defining_args", {}).get(k), v) for k, v in defining_args(args).items()
+                if earlier.get("defining_args", {}).get(k) != v}
+        if diff:
+            raise UsageError(
+                f"{run_dir} holds an interrupted run trained with different arguments "
+                f"({', '.join(f'--{k}: {a!r} then, {b!r} now' for k, (a, b) in diff.items())}): "
+                "repeat the original command to resume, or add --fresh to start over"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    train_ids, val_ids = split_episodes(index.num_episodes, args.val_ratio)
+    notes = []
+    if not val_ids:
+        notes.append("no validation split (1 episode or --val_ratio 0): policy_best.ckpt = policy_last.ckpt")
+    sizes = rank_batch_sizes(args.batch_size, plan.nproc, args.batch_mode)
+    global_batch = sum(sizes)
+    steps_per_epoch = math.ceil(len(train_ids) / global_batch)
+    if args.num_epochs > 0:
+        num_epochs, total_steps = args.num_epochs, args.num_epochs * steps_per_epoch
+    else:
+        total_steps, num_epochs = args.steps, math.ceil(args.steps / steps_per_epoch)
+    if resume and earlier.get("global_batch") not in (None, global_batch):
+        raise UsageError(f"{run_dir} was trained with a global batch of {earlier['global_batch']}, now "
+                         f"{global_batch} (--batch_mode fixed_per_gpu with other --gpus): use the same GPUs, "
+                         "or --fresh")
+
+    qpos_list, action_list = read_all_qpos_action(paths)
+    stats = compute_stats(qpos_list, action_list)
+    save_stats(stats, run_dir / "dataset_stats.pkl")
+    cfg = ACTConfig(
+        state_dim=index.state_dim, action_dim=index.action_dim, camera_names=index.camera_names,
+        chunk_size=args.chunk_size, hidden_dim=args.hidden_dim, dim_feedforward=args.dim_feedforward,
+        nheads=args.nheads, enc_layers=args.enc_layers, dec_layers=args.dec_layers, dropout=args.dropout,
+        kl_weight=args.kl_weight, use_all_decoder_layers=args.use_all_decoder_layers,
+    )
+    cfg.save_json(run_dir / "policy_config.json")
+    val_interval = args.val_interval or auto_interval(num_epochs, 50)
+    log_interval = args.log_interval or auto_interval(total_steps, 100, cap=100)
+    prep = PreparedRun(
+        output_dir=str(output_dir), run_dir=str(run_dir), run_name=run_name,
+        manifest_path=str(manifest.path), hdf5_paths=paths, lengths=index.lengths,
+        camera_names=index.camera_names, train_ids=train_ids, val_ids=val_ids,
+        device_type=plan.device_type, rank_batch_sizes=sizes, steps_per_epoch=steps_per_epoch,
+        num_epochs=num_epochs, total_steps=total_steps, val_interval=val_interval,
+        log_interval=log_interval, save_interval=args.save_interval, seed=args.seed,
+        learning_rate=args.learning_rate, lr_backbone=args.lr_backbone, precision=args.precision,
+        num_workers=resolve_num_workers(args.num_workers, plan), backbone_weights=args.backbone_weights,
+        resume=resume, notes=notes, gpu_ids=list(plan.gpu_ids),
+    )
+    data = prep.__dict__ | {"defining_args": defining_args(args), "global_batch": global_batch}
+    tmp = prepared_path.with_name(".prepared.json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, prepared_path)
+
+    val_pairs = validation_samples(val_ids, index.lengths, prep.val_samples)
+    manifest.update(
+        split={
+            "train_episodes": train_ids, "val_episodes": val_ids,
+            "split_seed": "fixed (0), independent of --seed",
+            "val_ratio": args.val_ratio, "validation_samples": len(val_pairs),
+            "validation_samples_note": "fixed (episode, t) pairs, evenly spaced over each validation episode",
+        },
+        stats={k: np.asarray(v).tolist() for k, v in stats.items() if k != "example_qpos"},
+        notes=manifest.data.get("notes", []) + notes,
+        plan={"epochs": num_epochs, "steps": total_steps, "steps_per_epoch": steps_per_epoch,
+              "global_batch": global_batch, "per_rank_batch": sizes, "batch_mode": args.batch_mode,
+              "world_size": plan.nproc, "device": plan.device_type, "gpu_ids": list(plan.gpu_ids),
+              "backend": plan.backend, "val_interval_epochs": val_interval,
+              "log_interval_steps": log_interval,
+              "dataloader_workers_per_rank": prep.num_workers},
+        resumed=resume,
+    )
+    manifest.write()
+    if resume:
+        log.info("resuming the interrupted run in %s", run_dir)
+    return prep, conv_dir
+
+
+# --------------------------------------------------------------------------------------------
+# Running the workers
+
+
+def setup_logging(rank: int = 0) -> None:
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=("%(asctime)s " + (f"[rank {rank}] " if rank else "") + "%(message)s"),
+        datefmt="%H:%M:%S",
+        stream=sys.stdout,
+        force=True,
+    )
+
+
+def run_worker(prepared_path: Path) -> int:
+    """One training process (in-process for a single process, or a torchrun worker)."""
+    from act.distributed import init_distributed, shutdown_distributed
+    from act.train import PreparedRun, StopFlag, train
+
+    prep = PreparedRun.load(prepared_path)
+    stop = StopFlag()
+    stop.install()
+    rank = int(os.environ.get("RANK", "0"))
+    setup_logging(rank)
+    try:
+        ctx = init_distributed(prep.device_type, prep.gpu_ids)
+        result = train(prep, ctx, stop)
+        return 0 if result.outcome == "completed" else 128 + (stop.signum or signal.SIGTERM)
+    except BaseException as e:
+        if rank > 0:  # rank 0's error reaches the manifest through the launcher; say which rank failed
+            err = Path(prep.run_dir) / f".worker_error.rank{rank}"
+            err.write_text(f"rank {rank}: {oom_message(e, prep, rank) or repr(e)}\n")
+        msg = oom_message(e, prep, rank)
+        if msg:
+            raise RuntimeError(msg) from e
+        raise
+    finally:
+        shutdown_distributed()
+
+
+def oom_message(e: BaseException, prep, rank: int) -> str | None:
+    import torch
+
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        b = prep.rank_batch_sizes[rank] if rank < len(prep.rank_batch_sizes) else "?"
+        return (f"CUDA out of memory with a per-GPU batch of {b} (global {sum(prep.rank_batch_sizes)}): "
+                "lower --batch_size, spread it over more GPUs with --batch_mode fixed_global and --gpus, or "
+                "keep --precision auto (bf16) instead of fp32")
+    return None
+
+
+def launch_torchrun(args_argv: list[str], prepared_path: Path, plan: LaunchPlan) -> int:
+    """Re-execute this file under torchrun; forward SIGTERM/SIGINT; return its exit code."""
+    env = dict(os.environ)
+    env[PREPARED_ENV] = str(prepared_path)
+    if plan.device_type == "cuda":
+        visible = env.get("CUDA_VISIBLE_DEVICES")
+        ids = visible.split(",") if visible else [str(i) for i in range(max(plan.gpu_ids) + 1)]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(ids[i] for i in plan.gpu_ids)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={plan.nproc}",
+           str(Path(__file__).absolute()), *args_argv]
+    log.info("launching %d %s workers (%s): %s", plan.nproc, plan.device_type, plan.backend, " ".join(cmd))
+    proc = subprocess.Popen(cmd, env=env)
+
+    def forward(signum, frame):  # noqa: ARG001
+        log.warning("forwarding %s to the training workers", signal.Signals(signum).name)
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return proc.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def finalize(manifest: Manifest, prep, rc: int, conv_dir: Path | None, keep: bool, error: str | None) -> int:
+    """Status, artifacts with sha256, temporary conversion removed (unless a resume needs it)."""
+    manifest.data = Manifest.load_or_new(manifest.path).data  # rank 0 may have written it
+    training = manifest.data.get("training") or {}
+    if error is None and rc == 0 and training.get("outcome") == "completed":
+        status = "completed"
+    elif training.get("outcome") == "interrupted" or rc in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+        status = "interrupted"
+    else:
+        status = "failed"
+        if error is None:
+            errors = sorted(Path(prep.run_dir).glob(".worker_error.rank*")) if prep else []
+            detail = "; ".join(p.read_text().strip() for p in errors)
+            detail = f": {detail}" if detail else "; see its error above"
+            error = f"a training worker failed (exit code {rc}){detail}"
+    if prep is not None:
+        for p in Path(prep.run_dir).glob(".worker_error.rank*"):
+            p.unlink()
+        manifest.update(artifacts=describe_artifacts(prep.run_dir, prep.output_dir))
+    manifest.set_status(status, error)
+    manifest.write()
+    if conv_dir is not None and not keep and status != "interrupted" and conv_dir.exists():
+        shutil.rmtree(conv_dir, ignore_errors=True)
+    if status == "completed":
+        return 0
+    if status == "interrupted":
+        log.warning("run interrupted; run the same command again to resume")
+        return rc if rc > 0 else 128 + signal.SIGTERM
+    log.error("run failed: %s", error)
+    return rc if rc > 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get(PREPARED_ENV):  # a torchrun worker
+        return run_worker(Path(os.environ[PREPARED_ENV]))
+
+    setup_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    import torch
+
+    try:
+        plan = validate_args(args, torch.cuda.device_count())
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if plan.warning:
+        log.warning("%s", plan.warning)
+
+    output_dir = Path(args.output_dir).absolute()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: cannot create --output_dir {output_dir}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    manifest = Manifest(output_dir / "manifest.json")
+    manifest.update(command=[sys.argv[0], *argv], arguments=vars(args),
+                    started_at=now_iso(), software=software_versions(), output_dir=str(output_dir), notes=[])
+    if plan.warning:
+        manifest.data["notes"].append(plan.warning)
+    manifest.set_status("running")
+    manifest.write()
+
+    prep = conv_dir = None
+
+    def interrupt(signum, frame):  # noqa: ARG001  (SIGTERM before training: stop like Ctrl-C)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        prep, conv_dir = prepare(args, plan, manifest)
+        if prep is None:
+            log.info("the run in %s already completed; not training again (use --fresh to retrain, or "
+                     "another --run_name)", manifest.data["run_dir"])
+            manifest.data["notes"].append("run already completed earlier; nothing trained this time")
+            earlier = json.loads((Path(manifest.data["run_dir"]) / "training_complete.json").read_text())
+            manifest.update(training=earlier, best=earlier.get("best"),
+                            artifacts=describe_artifacts(manifest.data["run_dir"], output_dir))
+            manifest.set_status("completed")
+            manifest.write()
+            return 0
+        from act.train import PREPARED_NAME
+
+        prepared_path = Path(prep.run_dir) / PREPARED_NAME
+        if plan.nproc == 1:
+            rc, error = run_single(prepared_path)
+        else:
+            rc, error = launch_torchrun(argv, prepared_path, plan), None
+        return finalize(manifest, prep, rc, conv_dir, args.keep_converted_hdf5, error)
+    except (DatasetError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        manifest.set_status("failed", str(e))
+        manifest.write()
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        manifest.set_status("interrupted", "interrupted before training started")
+        manifest.write()
+        return 128 + signal.SIGINT
+    except Exception as e:
+        traceback.print_exc()
+        manifest.set_status("failed", f"{type(e).__name__}: {e}")
+        manifest.write()
+        return 1
+
+
+def run_single(prepared_path: Path) -> tuple[int, str | None]:
+    try:
+        return run_worker(prepared_path), None
+    except Exception as e:
+        traceback.print_exc()
+        return 1, f"{type(e).__name__}: {e}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
