@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--val_interval", type=int, default=0,
                       help="validate (and save a resumable state) every N epochs; 0 = auto (about 50 times "
                       "per run), always at the end")
+    ours.add_argument("--val_samples", type=int, default=256,
+                      help="size of the fixed validation set of (episode, t) pairs, spread evenly over every "
+                      "validation episode")
     ours.add_argument("--log_interval", type=int, default=0,
                       help="log a line every N steps; 0 = auto (about 100 lines per run, at most every "
                       "100 steps)")
@@ -198,7 +201,7 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int) -> LaunchPla
     if args.kl_weight < 0:
         raise UsageError(f"--kl_weight must be >= 0 (got {args.kl_weight})")
     for name in ("save_interval", "num_workers", "convert_workers", "episode_len", "max_episodes",
-                 "val_interval", "log_interval"):
+                 "val_interval", "log_interval", "val_samples"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name} must be >= 0 (got {getattr(args, name)})")
     if args.idle_threshold < 0:
@@ -440,7 +443,7 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
         log_interval=log_interval, save_interval=args.save_interval, seed=args.seed,
         learning_rate=args.learning_rate, lr_backbone=args.lr_backbone, precision=args.precision,
         num_workers=resolve_num_workers(args.num_workers, plan), backbone_weights=args.backbone_weights,
-        resume=resume, notes=notes, gpu_ids=list(plan.gpu_ids),
+        resume=resume, notes=notes, gpu_ids=list(plan.gpu_ids), val_samples=max(1, args.val_samples),
     )
     data = prep.__dict__ | {"defining_args": defining_args(args), "global_batch": global_batch}
     tmp = prepared_path.with_name(".prepared.json.tmp")
