@@ -1,0 +1,107 @@
+"""train_lerobot_to_act.py: arguments, their validation before any work, and bad datasets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import train_lerobot_to_act as cli
+
+ISSUE_ARGUMENTS = {  # issue 4: names and defaults exactly
+    "batch_size": 64, "num_epochs": 12000, "steps": 0, "learning_rate": 5e-5, "save_interval": 6000,
+    "gpus": "all", "batch_mode": "fixed_global", "num_workers": 0, "task_name": "auto", "run_name": "auto",
+    "policy_class": "ACT", "kl_weight": 10, "chunk_size": 100, "hidden_dim": 512, "dim_feedforward": 3200,
+    "seed": 42, "camera_keys": None, "camera_names": None, "episode_len": 0, "idle_threshold": 1e-4,
+    "max_episodes": 0, "convert_workers": 0, "keep_converted_hdf5": False, "input_dir": "/data/input",
+    "output_dir": "/data/output", "lr_backbone": None, "backbone_weights": None, "val_ratio": 0.2,
+    "precision": "auto",
+}
+
+
+def test_every_issue_argument_exists_with_its_default_and_help(capsys):
+    args = cli.build_parser().parse_args([])
+    for name, default in ISSUE_ARGUMENTS.items():
+        assert getattr(args, name) == default, name
+    with pytest.raises(SystemExit) as e:
+        cli.build_parser().parse_args(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for name in [*ISSUE_ARGUMENTS, "use_all_decoder_layers", "nheads", "enc_layers", "dec_layers", "resume",
+                 "fresh"]:
+        assert f"--{name}" in text, name
+
+
+def test_comma_or_space_separated_camera_lists():
+    args = cli.build_parser().parse_args(["--camera_keys", "a,b", "c", "--camera_names", "x", "y,z",
+                                          "--gpus", "cpu"])
+    cli.validate_args(args, 0)
+    assert args.camera_keys == ["a", "b", "c"] and args.camera_names == ["x", "y", "z"]
+    assert args.lr_backbone == args.learning_rate  # default: the learning rate
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--policy_class", "Diffusion"], "supported: ACT"),
+        (["--steps", "100"], "add --num_epochs 0"),
+        (["--num_epochs", "0"], "needs --steps N"),
+        (["--gpus", "0,1"], "visible GPU ids: none"),
+        (["--gpus", "cpu:4", "--batch_size", "2"], "smaller than the 4 processes"),
+        (["--resume", "--fresh"], "pick one"),
+        (["--precision", "bf16", "--gpus", "cpu"], "needs a CUDA GPU"),
+        (["--camera_keys", "a", "b", "--camera_names", "x"], "one name per key"),
+        (["--camera_names", "x"], "needs --camera_keys"),
+        (["--hidden_dim", "30", "--nheads", "4"], "divisible by --nheads"),
+        (["--val_ratio", "1"], "--val_ratio must be in [0, 1)"),
+        (["--batch_size", "0"], "--batch_size must be >= 1"),
+        (["--learning_rate", "0"], "--learning_rate must be > 0"),
+        (["--run_name", "../escape"], "--run_name"),
+    ],
+)
+def test_bad_combinations_exit_2_before_any_work(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = cli.main(["--input_dir", str(tmp_path / "missing"), "--output_dir", str(out), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err, err
+    assert not out.exists()  # nothing was created: the check came first
+
+
+def run_bad_dataset(tmp_path: Path, input_dir: Path, capsys) -> tuple[int, str, dict]:
+    out = tmp_path / "out"
+    rc = cli.main(["--input_dir", str(input_dir), "--output_dir", str(out), "--gpus", "cpu",
+                   "--hidden_dim", "64", "--dim_feedforward", "128", "--backbone_weights", "none"])
+    return rc, capsys.readouterr().err, json.loads((out / "manifest.json").read_text())
+
+
+def test_missing_input_dir_exits_2_and_manifest_says_failed(tmp_path, capsys):
+    rc, err, manifest = run_bad_dataset(tmp_path, tmp_path / "nothing_here", capsys)
+    assert rc == 2 and "nothing_here" in err and "does not exist" in err
+    assert manifest["status"] == "failed" and "nothing_here" in manifest["error"]
+
+
+def test_folder_without_a_dataset_exits_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    rc, err, manifest = run_bad_dataset(tmp_path, tmp_path / "empty", capsys)
+    assert rc == 2 and "meta/info.json" in err
+    assert manifest["status"] == "failed"
+
+
+def test_broken_info_json_exits_2_naming_the_file(tmp_path, capsys, fixtures_dir):
+    root = tmp_path / "ds"
+    shutil.copytree(fixtures_dir / "so100_v30_video", root)
+    (root / "meta" / "info.json").write_text("{not json")
+    rc, err, manifest = run_bad_dataset(tmp_path, root, capsys)
+    assert rc == 2 and "info.json" in err
+    assert manifest["status"] == "failed" and "info.json" in manifest["error"]
+
+
+def test_unknown_camera_key_exits_2_listing_the_available_ones(tmp_path, capsys, fixtures_dir):
+    out = tmp_path / "out"
+    rc = cli.main(["--input_dir", str(fixtures_dir / "so100_v30_video"), "--output_dir", str(out),
+                   "--gpus", "cpu", "--camera_keys", "observation.images.top"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "observation.images.front" in err and "observation.images.wrist" in err
