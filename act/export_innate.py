@@ -1,33 +1,40 @@
 """Export a trained run as an Innate skill policy: weights, stats, metadata.json.
 
-Innate's robot runtime does not run upstream ACT. What it runs, read from the public
-innate-inc/innate-os code (ros2_ws/src/brain/manipulation/manipulation/):
+Innate's robot runtime does not run upstream ACT. What it runs, read from the public code
+(innate-inc/innate-os, ros2_ws/src/brain/manipulation/manipulation/, stored version
+0d5d3624; a later snapshot of the same folder in the fork Hcoder10/innate-os a235d64 moves
+the config to `act_config.py` and runs a TensorRT engine exported from the same eager model,
+with the same facts below):
 
-- `manipulation_server.py`, `ManipulationServer._load_policy_for_behavior`: loads
-  `execution.checkpoint` with `torch.load(weights_only=True)` (falling back to
-  weights_only=False), strips `module.` / `_orig_mod.` prefixes, infers chunk_size from
-  `model.decoder_pos_embed.weight` rows, checks `model.action_head.weight` rows against
-  `execution.action_dim`, loads `dataset_stats.pt` from the checkpoint's own folder
+- `manipulation_server.py`, `_load_policy_for_behavior`: `torch.load`s `execution.checkpoint`
+  (the later snapshot: `weights_only=True` first), unwraps `model_state_dict` / `state_dict`,
+  strips `module.` / `_orig_mod.`, infers chunk_size from the rows of
+  `model.decoder_pos_embed.weight`, loads `dataset_stats.pt` from the checkpoint's own folder
   (`os.path.dirname(checkpoint)`, not `execution.stats_file`), builds
-  `ACTPolicy(config, dataset_stats)` and calls `load_state_dict(state_dict, strict=False,
-  assign=True)`; inference goes through a TensorRT engine exported from that eager model.
-- `act_config.py`, `create_act_config`: the architecture is fixed, not read from the
-  checkpoint: inputs `observation.image_camera_1`, `observation.image_camera_2` [3, 224, 224]
-  and `observation.state` [6]; resnet18, dim_model 512, 8 heads, FFN 3200, 4 encoder layers,
-  **4 decoder layers**, VAE (4 layers, latent 32), post-norm.
+  `ACTPolicy(config, dataset_stats)` and calls `load_state_dict(state_dict, strict=False)`.
+- `create_act_config` (same file; `act_config.py` later): the architecture is fixed, not read
+  from the checkpoint: inputs `observation.image_camera_1`, `observation.image_camera_2`
+  [3, 224, 224] and `observation.state` [6]; resnet18, dim_model 512, 8 heads, FFN 3200,
+  4 encoder layers, **4 decoder layers**, VAE (4 layers, latent 32), post-norm.
 - `ACT.py` (a port of LeRobot's `lerobot/common/policies/act/modeling_act.py`): `ACTPolicy`
   holds `normalize_inputs` / `normalize_targets` / `unnormalize_outputs` whose buffers are
   `buffer_<key with dots as underscores>.mean|std` (images [3, 1, 1]) filled from
   `dataset_stats[key]["mean"|"std"]`; normalization is `(x - mean) / (std + 1e-8)` for the
-  state and for every image (the images get mean/std too, MEAN_STD for VISUAL); `ACT` runs
-  every decoder layer then `decoder.norm`, with camera tokens concatenated camera after camera.
-- `_run_inference_once`: frames arrive as OpenCV BGR, are resized to 224x224 with
-  `cv2.INTER_AREA`, scaled to [0, 1] and passed **in BGR order**; state = the 6 joint
-  positions; the action is read as [0:6] arm joints, [6] linear.x, [7] angular.z, [8]
-  progress (early stop when above `execution.progress_threshold`, only if action_dim >= 10).
+  state and for every image (MEAN_STD for VISUAL too); `ACT` runs every decoder layer then
+  `decoder.norm`, with camera tokens concatenated camera after camera.
+- `_run_inference_once`: frames arrive as OpenCV BGR (`imgmsg_to_cv2(..., "bgr8")`), are
+  resized to 224x224 with `cv2.INTER_AREA`, scaled to [0, 1] and passed **in BGR order**;
+  state = the 6 joint positions; the action is read as [0:6] arm joints, [6] linear.x,
+  [7] angular.z, [8] progress (early stop above `execution.progress_threshold`, if
+  action_dim >= 10).
 - `config_validation.py`, `LearnedExecCfg`: `execution` needs `checkpoint` (relative to the
   skill dir, must exist), `action_dim` (1..64), `duration` (> 0 s), optional 6-float
   `start_pose` / `end_pose`; unknown keys (`model_type`, `stats_file`) are ignored.
+- Innate's own trainer (innate-inc/ACT `act_test/data_utils.py`,
+  `EpisodicHDF5DatasetRAM`): action = the H5 `action` as recorded (10 columns, progress and
+  termination included), qpos 6, cameras camera_1/camera_2, BGR; its `dataset_stats.pt`
+  holds for each image key the per-channel mean/std of its own BGR frames in [0, 1]
+  ([3, 1, 1]) and std clamped to 1e-6 for state/action.
 
 How our upstream-ACT checkpoint becomes that, exactly (tested against a re-creation of that
 runtime model, `tests/test_innate_export.py`):
@@ -45,12 +52,14 @@ runtime model, `tests/test_innate_export.py`):
   input channels are reversed and the image mean/std are given in BGR order: BGR input
   then computes exactly what RGB input computed in our model.
 - Stats: `dataset_stats.pt` = {"observation.state": {mean, std}, "action": {mean, std},
-  "observation.image_camera_1|2": {mean, std} ([3, 1, 1], ImageNet values in BGR order)}, all
-  float32 tensors; the same values are also written into the checkpoint's normalization
-  buffers, so either loading path gives the same model.
+  "observation.image_camera_1|2": {mean, std} ([3, 1, 1])}, float32 tensors. The image
+  entries are ImageNet's mean/std in BGR order (not dataset statistics as Innate's trainer
+  writes): that is the normalization our backbone was trained with. The same values are
+  also written into the checkpoint's normalization buffers, so either loading path gives
+  the same model.
 
-Not verifiable here (the README says so): that the TensorRT engine matches the eager model;
-what Innate's own trainer stores in the image entries of dataset_stats.pt; the robot itself.
+Not verifiable here (the README says so): the TensorRT engine, the robot itself, and that
+our area resize equals OpenCV's INTER_AREA byte for byte (train at 224x224 to match).
 """
 
 from __future__ import annotations
@@ -346,6 +355,26 @@ def _infer_step(run_dir: Path, checkpoint: str) -> int:
     return max(steps, default=0)
 
 
+def _training_image_size(run_dir: Path) -> list[int] | None:
+    """The frame size the run trained on, if its manifest recorded an Innate conversion."""
+
+    def find(node):
+        if isinstance(node, dict):
+            if "source_image_size" in node and isinstance(node.get("image_size"), list):
+                return node["image_size"]
+            return next((r for v in node.values() if (r := find(v)) is not None), None)
+        if isinstance(node, list):
+            return next((r for v in node if (r := find(v)) is not None), None)
+        return None
+
+    for manifest in (run_dir / "manifest.json", run_dir.parent.parent / "manifest.json"):
+        try:
+            return find(json.loads(manifest.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
 def _validate_execution(execution: dict, skill_dir: Path) -> None:
     """The checks innate-os `config_validation.LearnedExecCfg` makes, so the runtime accepts it."""
     a = execution["action_dim"]
@@ -448,6 +477,13 @@ def export_innate(
     meta["execution"] = execution
     _atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
 
+    warnings = []
+    trained_size = _training_image_size(run_dir)
+    if trained_size is not None and list(trained_size) != list(INNATE_IMAGE_SIZE):
+        warnings.append(
+            f"the run trained on {trained_size[0]}x{trained_size[1]} frames but Innate's runtime feeds "
+            f"{INNATE_IMAGE_SIZE[0]}x{INNATE_IMAGE_SIZE[1]}; convert with image_size=(224, 224) to match"
+        )
     info = {
         "source_run_dir": str(run_dir.resolve()),
         "source_checkpoint": str(ckpt_path.resolve()),
@@ -458,6 +494,8 @@ def export_innate(
         "conversion": notes,
         "runtime_image_size": list(INNATE_IMAGE_SIZE),
         "start_pose_and_duration_from": source,
+        "training_image_size": trained_size,
+        "warnings": warnings,
     }
     _atomic_write_text(out_dir / "export_info.json", json.dumps(info, indent=2) + "\n")
     return {
@@ -473,4 +511,5 @@ def export_innate(
         "start_pose_and_duration_from": source,
         "previous_type": previous_type,
         "conversion": notes,
+        "warnings": warnings,
     }

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ExportError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for warning in written["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps(written, indent=2))
     return 0
 
