@@ -25,16 +25,21 @@ frames of 480x640 per camera, ~1.6 GB each, so nothing holds a whole camera in m
 - BGR -> RGB (our model and upstream ACT see RGB; the Innate export folds the swap back into
   the first convolution, see `act/export_innate.py`).
 - The two trailing action columns are detected by content (progress ramp + 0/1 flag), kept by
-  default (Innate's runtime reads the progress column for early termination), dropped with
-  `keep_extra_action_columns=False`. Idle trimming looks at the other columns only (the ramp
-  changes every step and would hide every idle run).
+  default, dropped with `keep_extra_action_columns=False`. Kept because Innate's runtime reads
+  action[8] as progress for early termination (innate-os `manipulation_server.py`,
+  `_run_inference_once`) and Innate's own trainer trains on all 10 columns (innate-inc/ACT
+  `act_test/data_utils.py`, `EpisodicHDF5DatasetRAM`: ACTION_DIM = 10, `action` read as
+  recorded, observation t paired with action[t : t + chunk]). Idle trimming looks at the other
+  columns only (the ramp changes every step and would hide every idle run).
 - Episodes whose entry in `data/dataset_metadata.json` says they failed are skipped unless
   `include_failures=True`. The recorder code we could read (`src/task_manager.cpp`,
   `TaskManager::add_episode`) writes `episode_id`, `file_name`, `start_timestamp`,
   `end_timestamp` and no outcome; FORMATS.md section 3 names a per-episode `outcome`. We accept
   `outcome` / `status` / `result` strings ("failure", "failed", "fail", "unsuccessful") and
   `success: false`; this could not be checked against a real Innate recording.
-- `episode_len`, `idle_threshold`, `max_episodes` mean what they mean for LeRobot inputs.
+- `episode_len`, `idle_threshold` (the bridge's `idle_range`), `max_episodes`, `camera_keys`,
+  `camera_names` mean what they mean for LeRobot inputs; `conversion.json` and stale-file
+  removal in the output folder too.
 - `image_size=(H, W)` resizes frames with area averaging (Innate's runtime feeds 224x224
   frames resized with OpenCV INTER_AREA; the ones written here are the same box filter, not
   checked byte-for-byte against OpenCV, which is not a dependency).
@@ -48,7 +53,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +63,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from lerobot_bridge.convert import _remove_stale, _write_json_atomic, idle_range
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.hdf5_writer import EpisodeWriter
 from lerobot_bridge.types import ConversionResult, EpisodeReport
@@ -83,6 +91,8 @@ EXTRA_ACTION_COLUMNS = ("progress", "termination")
 _EPISODE_RE = re.compile(r"^episode_(\d+)\.(h5|hdf5)$")
 _FAILURE_WORDS = {"failure", "failed", "fail", "unsuccessful", "failed_episode"}
 _BLOCK = 64  # frames per streamed block
+
+log = logging.getLogger(__name__)
 
 
 def rewrite_innate_args(argv: list[str]) -> list[str]:
@@ -317,22 +327,6 @@ def _failed_episode_indices(meta_path: Path | None, meta: dict) -> set[int]:
 # ---------------------------------------------------------------------------------------
 
 
-def idle_bounds(action: np.ndarray, threshold: float) -> tuple[int, int]:
-    """[start, end) after trimming the idle runs at both ends (interior pauses stay).
-
-    A frame is idle when the action to the next frame changes by less than `threshold`
-    (max abs difference). An episode that never moves is kept whole: there is nothing to
-    tell a pause from the task.
-    """
-    t = action.shape[0]
-    if threshold <= 0 or t < 2:
-        return 0, t
-    moving = np.flatnonzero(np.abs(np.diff(action, axis=0)).max(axis=1) >= threshold)
-    if moving.size == 0:
-        return 0, t
-    return int(moving[0]), int(moving[-1]) + 2
-
-
 def area_weights(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) box-filter weights: each output pixel averages the input it covers."""
     scale = n_in / n_out
@@ -417,17 +411,29 @@ def convert_innate(
     episode_len: int = 0,
     idle_threshold: float = 1e-4,
     max_episodes: int = 0,
+    camera_keys: list[str] | None = None,
     camera_names: list[str] | None = None,
     color_order: str | None = None,
     image_size: tuple[int, int] | None = None,
-    progress=None,
+    progress: bool | None = None,
 ) -> ConversionResult:
     """Convert an Innate skill directory or a folder of upstream-ACT episodes.
 
+    Writes `output_dir/episode_{i}.hdf5` (i = 0.. in source episode order) and
+    `output_dir/conversion.json`, like `lerobot_bridge.convert.convert_dataset`.
+    camera_keys: cameras to keep, in order, by name ("camera_1") or HDF5 path; None = all,
+        main camera first. camera_names: the ACT names for them (default: the source names).
     color_order: "bgr" or "rgb" for the source frames; None = "bgr" for Innate skills (both
-    layouts), "rgb" for plain upstream-ACT folders. progress: optional callable(done, total).
+        layouts), "rgb" for plain upstream-ACT folders.
+    image_size: (height, width) to resize every frame to (area averaging); None keeps it.
+    progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
     """
     t0 = time.perf_counter()
+    if episode_len < 0 or max_episodes < 0 or idle_threshold < 0:
+        raise DatasetError(
+            f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
+            f"idle_threshold={idle_threshold}"
+        )
     root = Path(input_dir)
     kind = detect_input_kind(root)
     if kind == "lerobot":
@@ -473,13 +479,17 @@ def convert_innate(
                     "to share it (ACT batches episodes together)"
                 )
 
-    source_names = [k.rsplit("/", 1)[1] for k in first.camera_keys]
+    keys = _select_cameras(first, camera_keys)
+    picks = [first.camera_keys.index(k) for k in keys]  # same layout in every episode (checked above)
+    for ep in episodes:
+        ep.camera_keys = [ep.camera_keys[i] for i in picks]
+    source_names = [k.rsplit("/", 1)[1] for k in keys]
     if camera_names is None:
         camera_names = source_names
     if len(camera_names) != len(source_names) or len(set(camera_names)) != len(camera_names):
         raise DatasetError(
             f"{first.path}: camera_names {camera_names} must be {len(source_names)} unique names, one per "
-            f"camera found ({source_names})"
+            f"camera kept ({source_names})"
         )
 
     with_extra = [ep.has_extra_columns for ep in episodes]
@@ -498,12 +508,30 @@ def convert_innate(
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    log.info(
+        "converting %d episodes of %s (%s, layouts %s, %s frames, cameras %s, extra action columns %s)",
+        len(episodes),
+        root,
+        kind,
+        sorted({ep.layout for ep in episodes}),
+        color_order.upper(),
+        dict(zip(keys, camera_names, strict=True)),
+        ("kept" if keep_extra_action_columns else "dropped") if extra_found else "none",
+    )
+    if skipped:
+        log.info("skipping %d episodes marked failed in %s: %s", len(skipped), meta_path, skipped)
+    use_bar = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if use_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(episodes), unit="episode", desc="converting", dynamic_ncols=True)
     reports: list[EpisodeReport] = []
     for out_index, ep in enumerate(episodes):
         te = time.perf_counter()
         with h5py.File(ep.path, "r") as f:
             robot_action = f[ep.action_key][:, :robot_cols]
-        start, end = idle_bounds(robot_action, idle_threshold)
+        start, end = idle_range(robot_action, idle_threshold)
         rows, padded, truncated = _source_rows(start, end, episode_len)
         _write_episode(
             ep,
@@ -535,8 +563,24 @@ def convert_innate(
                 seconds=time.perf_counter() - te,
             )
         )
-        if progress is not None:
-            progress(out_index + 1, len(episodes))
+        r = reports[-1]
+        if bar is not None:
+            bar.update(1)
+        else:
+            log.info(
+                "episode %d/%d (source %d): %d -> %d frames (idle trimmed %d+%d) in %.2f s",
+                out_index + 1,
+                len(episodes),
+                r.source_index,
+                r.frames_in,
+                r.frames_out,
+                r.idle_trimmed_start,
+                r.idle_trimmed_end,
+                r.seconds,
+            )
+    if bar is not None:
+        bar.close()
+    _remove_stale(out, len(episodes))
 
     h, w = image_size or first.image_shape
     options = dict(
@@ -545,17 +589,18 @@ def convert_innate(
         episode_len=episode_len,
         idle_threshold=idle_threshold,
         max_episodes=max_episodes,
+        camera_keys=keys,
         camera_names=camera_names,
         color_order=color_order,
         image_size=list(image_size) if image_size else None,
     )
-    return ConversionResult(
+    result = ConversionResult(
         input_kind=kind,
-        input_dir=str(root),
-        output_dir=str(out),
+        input_dir=str(root.absolute()),
+        output_dir=str(out.absolute()),
         codebase_version=None,
         fps=fps,
-        cameras={k: n for k, n in zip(first.camera_keys, camera_names, strict=True)},
+        cameras=dict(zip(keys, camera_names, strict=True)),
         state_dim=first.state_dim,
         action_dim=action_dim,
         state_names=None,
@@ -565,7 +610,7 @@ def convert_innate(
         tasks=[root.name],
         total_frames_in=sum(r.frames_in for r in reports),
         total_frames_out=sum(r.frames_out for r in reports),
-        seconds=time.perf_counter() - t0,
+        seconds=round(time.perf_counter() - t0, 3),
         extra={
             "layouts": sorted({ep.layout for ep in episodes}),
             "color_order": color_order,
@@ -584,8 +629,40 @@ def convert_innate(
             "dataset_metadata": str(meta_path) if meta_path else None,
             "fps_source": fps_source,
             "skill_metadata": str(root / "metadata.json") if (root / "metadata.json").is_file() else None,
+            "total_episodes_in_source": len(files),
+            "options": options,
         },
     )
+    _write_json_atomic(out / "conversion.json", result.to_dict())
+    log.info(
+        "converted %d episodes, %d -> %d frames in %.1f s",
+        len(reports),
+        result.total_frames_in,
+        result.total_frames_out,
+        result.seconds,
+    )
+    return result
+
+
+def _select_cameras(first: _Episode, camera_keys: list[str] | None) -> list[str]:
+    """HDF5 paths of the cameras to keep, in order; names or full paths accepted."""
+    if camera_keys is None:
+        return list(first.camera_keys)
+    by_name = {k.rsplit("/", 1)[1]: k for k in first.camera_keys}
+    chosen = []
+    for key in camera_keys:
+        path = key if key in first.camera_keys else by_name.get(key)
+        if path is None:
+            raise DatasetError(
+                f"{first.path}: camera {key!r} not found; available: {list(by_name)} "
+                f"(or their paths {first.camera_keys})"
+            )
+        chosen.append(path)
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise DatasetError(
+            f"{first.path}: camera_keys {camera_keys} must name at least one camera, each once"
+        )
+    return chosen
 
 
 def _fingerprint(paths: list[Path], options: dict, meta_path: Path | None) -> str:

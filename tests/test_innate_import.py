@@ -22,7 +22,6 @@ from lerobot_bridge.innate import (
     convert_innate,
     detect_input_kind,
     has_extra_action_columns,
-    idle_bounds,
     resize_area,
     rewrite_innate_args,
 )
@@ -204,21 +203,47 @@ def test_idle_trim_and_episode_len_keep_frames_aligned(tmp_path):
     src = write_skill(skill, "observations", [40], idle=(5, 4))
     res = convert_innate(skill, tmp_path / "out", idle_threshold=1e-4)
     rep = res.episodes[0]
-    # rows 0..5 hold the same command (first move 5 -> 6); rows 35..39 too (last move 34 -> 35): keep 5..35
-    assert (rep.idle_trimmed_start, rep.idle_trimmed_end, rep.frames_out) == (5, 4, 31)
+    # Rows 0..5 hold one command, rows 35..39 another: the bridge's rule (lerobot_bridge.convert.
+    # idle_range) drops whole idle runs, so rows 6..34 stay. The trailing progress/termination
+    # columns change every row and must not hide the idle runs.
+    assert (rep.idle_trimmed_start, rep.idle_trimmed_end, rep.frames_out) == (6, 5, 29)
     out = read(tmp_path / "out" / "episode_0.hdf5")
-    np.testing.assert_array_equal(out["images"]["camera_1"], src[0]["frames"]["a"][5:36, ..., ::-1])
-    np.testing.assert_array_equal(out["action"], src[0]["action"][5:36].astype(np.float32))
+    np.testing.assert_array_equal(out["images"]["camera_1"], src[0]["frames"]["a"][6:35, ..., ::-1])
+    np.testing.assert_array_equal(out["action"], src[0]["action"][6:35].astype(np.float32))
 
-    res = convert_innate(skill, tmp_path / "pad", idle_threshold=1e-4, episode_len=36)
-    assert (res.episodes[0].padded, res.episodes[0].frames_out) == (5, 36)
+    res = convert_innate(skill, tmp_path / "pad", idle_threshold=1e-4, episode_len=33)
+    assert (res.episodes[0].padded, res.episodes[0].frames_out) == (4, 33)
     out = read(tmp_path / "pad" / "episode_0.hdf5")
-    expected_rows = list(range(5, 36)) + [35] * 5  # padding repeats the last frame
+    expected_rows = list(range(6, 35)) + [34] * 4  # padding repeats the last frame
     np.testing.assert_array_equal(out["images"]["camera_2"], src[0]["frames"]["b"][expected_rows][..., ::-1])
     np.testing.assert_array_equal(out["qpos"], src[0]["qpos"][expected_rows].astype(np.float32))
 
     res = convert_innate(skill, tmp_path / "cut", idle_threshold=0, episode_len=10)
     assert (res.episodes[0].truncated, res.episodes[0].frames_out) == (30, 10)
+
+
+def test_camera_selection_conversion_json_and_stale_files(tmp_path):
+    skill = tmp_path / "skill"
+    src = write_skill(skill, "observations", [9, 9, 9])
+    out = tmp_path / "out"
+    convert_innate(skill, out, idle_threshold=0)
+    assert sorted(p.name for p in out.glob("episode_*.hdf5")) == [f"episode_{i}.hdf5" for i in range(3)]
+    res = convert_innate(
+        skill, out, idle_threshold=0, max_episodes=2, camera_keys=["camera_2"], camera_names=["arm"]
+    )
+    assert sorted(p.name for p in out.glob("episode_*.hdf5")) == [
+        "episode_0.hdf5",
+        "episode_1.hdf5",
+    ]  # no stale 2
+    assert res.cameras == {"observations/images/camera_2": "arm"}
+    saved = json.loads((out / "conversion.json").read_text())
+    assert saved["extra"]["options"]["camera_keys"] == ["observations/images/camera_2"]
+    assert saved["episodes"][1]["source_index"] == 1 and saved["input_kind"] == "innate"
+    data = read(out / "episode_1.hdf5")
+    assert list(data["images"]) == ["arm"]
+    np.testing.assert_array_equal(data["images"]["arm"], src[1]["frames"]["b"][..., ::-1])
+    with pytest.raises(DatasetError, match=r"camera 'top' not found; available: \['camera_1', 'camera_2'\]"):
+        convert_innate(skill, out, camera_keys=["top"])
 
 
 def test_resize_area_is_a_box_filter(tmp_path):
@@ -241,16 +266,14 @@ def test_resize_area_is_a_box_filter(tmp_path):
     )
 
 
-def test_extra_column_detection_and_idle_bounds():
+def test_extra_column_detection():
     commands = np.random.default_rng(0).normal(size=(25, 8))
     assert has_extra_action_columns(recorder_action(commands))
     assert has_extra_action_columns(recorder_action(commands[:5]))  # T < 10: flag on every step
     assert not has_extra_action_columns(commands)
-    a = np.zeros((10, 2))
-    a[3:7, 0] = np.arange(1, 5)
-    assert idle_bounds(a, 1e-4) == (2, 8)
-    assert idle_bounds(np.zeros((5, 2)), 1e-4) == (0, 5)  # never moves: kept whole
-    assert idle_bounds(a, 0) == (0, 10)
+    shifted = recorder_action(commands)
+    shifted[3, -1] = 1.0  # a flag outside the last 10 steps is a real command, not the recorder's
+    assert not has_extra_action_columns(shifted)
 
 
 def test_errors_name_file_field_and_expectation(tmp_path):
