@@ -56,7 +56,7 @@ class ACTPolicy(nn.Module):
             return a_hat
 
         chunk = self.model.num_queries
-        actions, is_pad = actions[:, :chunk], is_pad[:, :chunk]
+        actions, is_pad = actions[:, :chunk], is_pad[:, :chunk].bool()
         a_hat, _, (mu, logvar) = self.model(qpos, images, actions, is_pad)
         # Upstream: padded steps contribute 0 but still count in the mean's denominator.
         all_l1 = F.l1_loss(actions, a_hat, reduction="none")  # (B, chunk, A)

@@ -28,7 +28,7 @@ def get_sinusoid_encoding_table(n_position: int, d_hid: int) -> Tensor:
     table = position / np.power(10000, 2 * (hid // 2) / d_hid)  # (n_position, d_hid)
     table[:, 0::2] = np.sin(table[:, 0::2])
     table[:, 1::2] = np.cos(table[:, 1::2])
-    return torch.FloatTensor(table).unsqueeze(0)
+    return torch.tensor(table, dtype=torch.float32).unsqueeze(0)  # honours a default-device context
 
 
 def reparametrize(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -179,3 +179,22 @@ def test_replay_cli_missing_camera_exits_2(run_dir, tmp_path, capsys):
     assert main(["--run_dir", str(run), "--episode", str(episode), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "/observations/images/wrist" in err and str(episode) in err
+
+
+def test_checkpoint_unwraps_ddp(tmp_path):
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group already exists in this process")
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        policy = ACTPolicy(tiny_config())
+        policy.freeze_unused_parameters()
+        ddp = torch.nn.parallel.DistributedDataParallel(policy)
+        assert next(iter(ddp.state_dict())).startswith("module.")
+        save_checkpoint(ddp, tmp_path / "ddp.ckpt")
+        state = torch.load(tmp_path / "ddp.ckpt", weights_only=True)
+        assert list(state) == list(policy.state_dict())
+    finally:
+        dist.destroy_process_group()
