@@ -123,6 +123,8 @@ def detect_input_kind(input_dir: str | Path) -> str:
             f"{root}: looks like an Innate skill directory (metadata.json) but {root / 'data'} holds no "
             "episode_N.h5 files; expected data/episode_0.h5, data/episode_1.h5, ..."
         )
+    if _episode_files(root / "data"):
+        return "innate"  # recordings without metadata files (copied by hand)
     if (root / "dataset_metadata.json").is_file() and _episode_files(root):
         return "innate"  # the skill's data/ folder itself
     if _episode_files(root):
@@ -277,6 +279,8 @@ def has_extra_action_columns(action: np.ndarray) -> bool:
 def _read_dataset_metadata(root: Path) -> tuple[Path | None, dict]:
     for p in (root / "data" / "dataset_metadata.json", root / "dataset_metadata.json"):
         if p.is_file():
+            if p.stat().st_size == 0:  # the recorder treats an empty file as "no metadata yet" too
+                return p, {}
             try:
                 data = json.loads(p.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as e:

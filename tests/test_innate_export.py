@@ -471,3 +471,58 @@ def test_cli_script(tmp_path, capsys):
     assert meta["type"] == "learned" and meta["execution"]["duration"] == math.ceil(40 / 30)  # example_qpos
     assert export_cli.main(args) == 2  # the tiny model is not what the robot runs
     assert "hidden_dim is 64" in capsys.readouterr().err
+
+
+def test_skill_to_export_round_trip_on_raw_recorder_frames(tmp_path):
+    """Skill dir -> our importer -> a run dir -> export -> the runtime re-creation fed the raw
+    BGR recorder frames gives what `ACTRunner` gives on the converted RGB frames."""
+    from act.policy import ACTRunner
+    from act.stats import compute_stats
+    from lerobot_bridge.innate import convert_innate
+
+    skill = tmp_path / "skill"
+    rng = np.random.default_rng(2)
+    (skill / "data").mkdir(parents=True)
+    for i, t in enumerate((14, 11)):
+        with h5py.File(skill / "data" / f"episode_{i}.h5", "w") as f:
+            f["observations/qpos"] = rng.normal(size=(t, 6))
+            commands = rng.normal(size=(t, 8))
+            ramp, term = np.arange(t) / (t - 1), (np.arange(t) >= t - 10).astype(float)
+            f["action"] = np.concatenate([commands, ramp[:, None], term[:, None]], axis=1)
+            for cam in ("camera_1", "camera_2"):
+                f[f"observations/images/{cam}"] = rng.integers(0, 256, (t, 64, 64, 3), dtype=np.uint8)
+    conv = convert_innate(skill, tmp_path / "hdf5", idle_threshold=0)
+    qposes, actions = [], []
+    for path in conv.hdf5_paths:
+        with h5py.File(path) as f:
+            qposes.append(f["observations/qpos"][:])
+            actions.append(f["action"][:])
+    policy, cfg, _ = make_policy(False, 2, seed=4)
+    stats = compute_stats(qposes, actions)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(policy, run / "policy_best.ckpt")
+    save_stats(stats, run / "dataset_stats.pkl")
+    cfg.save_json(run / "policy_config.json")
+    ex = export_innate(run, skill, step=1, check_runtime=False)
+
+    runner = ACTRunner.from_run_dir(run)
+    innate = InnateACTPolicy(
+        6, 10, cfg.chunk_size, dataset_stats=torch.load(ex["stats"], weights_only=True), **SIZES
+    )
+    innate.load_state_dict(torch.load(ex["weights"], weights_only=True), strict=False, assign=True)
+    innate.eval()
+    with h5py.File(skill / "data" / "episode_1.h5") as f:
+        for t in (0, 7):
+            qpos = f["observations/qpos"][t].astype(np.float32)
+            bgr = [f[f"observations/images/camera_{c}"][t] for c in (1, 2)]
+            runner.reset()
+            ours = runner.act(
+                qpos, {"camera_1": bgr[0][..., ::-1].copy(), "camera_2": bgr[1][..., ::-1].copy()}
+            )
+            batch = {"observation.state": torch.from_numpy(qpos)[None]}
+            for c, frame in enumerate(bgr, start=1):  # what _run_inference_once builds: BGR, CHW, [0, 1]
+                batch[f"observation.image_camera_{c}"] = (
+                    torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+                )
+            np.testing.assert_allclose(innate.chunk(batch)[0, 0].numpy(), ours, atol=1e-4, rtol=1e-4)

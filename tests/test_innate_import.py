@@ -281,6 +281,13 @@ def test_errors_name_file_field_and_expectation(tmp_path):
         detect_input_kind(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
         detect_input_kind(tmp_path / "nope")
+    (tmp_path / "bare" / "data").mkdir(parents=True)
+    (tmp_path / "bare" / "data" / "episode_0.h5").touch()
+    assert detect_input_kind(tmp_path / "bare") == "innate"  # recordings without metadata files
+    (tmp_path / "bare" / "data" / "dataset_metadata.json").touch()
+    assert detect_input_kind(tmp_path / "bare" / "data") == "innate"  # the data/ folder itself
+    with pytest.raises(DatasetError, match=r"bare/data/episode_0\.h5: cannot open as HDF5"):
+        convert_innate(tmp_path / "bare", tmp_path / "o0")
 
     skill = tmp_path / "skill"
     write_skill(skill, "observations", [8, 8])
