@@ -207,13 +207,19 @@ class EpochBatchSampler:
         self.steps_per_epoch = math.ceil(len(self.train_ids) / self.global_batch)
         self.epoch = 0
         self.start_step = 0
-        self.stop_step = self.steps_per_epoch
+        self.num_steps = self.steps_per_epoch
 
-    def set_epoch(self, epoch: int, start_step: int = 0, stop_step: int | None = None) -> None:
-        """Select the epoch, and the range of its steps to yield (resume / --steps limits)."""
+    def set_epoch(self, epoch: int, start_step: int = 0, num_steps: int | None = None) -> None:
+        """Start at step `start_step` of `epoch` and yield `num_steps` batches, running on into
+        the following epochs (default: the rest of this epoch).
+
+        One iterator can thus cover a whole run, so DataLoader workers keep prefetching across
+        epoch boundaries (with one step per epoch, a fresh iterator per epoch would stall every
+        step on loading). Resume starts mid-epoch exactly where the interrupted run stopped.
+        """
         self.epoch = epoch
         self.start_step = start_step
-        self.stop_step = self.steps_per_epoch if stop_step is None else min(stop_step, self.steps_per_epoch)
+        self.num_steps = self.steps_per_epoch - start_step if num_steps is None else num_steps
 
     def global_stream(self, epoch: int) -> np.ndarray:
         """(steps_per_epoch * global_batch, 2) int64 array of (episode, t) for the epoch."""
@@ -227,14 +233,18 @@ class EpochBatchSampler:
         return np.stack([episodes, ts], axis=1)
 
     def __iter__(self) -> Iterator[list[Sample]]:
-        stream = self.global_stream(self.epoch)
         lo, hi = self.offsets[self.rank], self.offsets[self.rank + 1]
-        for step in range(self.start_step, self.stop_step):
-            batch = stream[step * self.global_batch : (step + 1) * self.global_batch]
-            yield [(int(e), int(t)) for e, t in batch[lo:hi]]
+        epoch, step, remaining = self.epoch, self.start_step, self.num_steps
+        while remaining > 0:
+            stream = self.global_stream(epoch)
+            for s in range(step, min(self.steps_per_epoch, step + remaining)):
+                batch = stream[s * self.global_batch : (s + 1) * self.global_batch]
+                yield [(int(e), int(t)) for e, t in batch[lo:hi]]
+                remaining -= 1
+            epoch, step = epoch + 1, 0
 
     def __len__(self) -> int:
-        return max(0, self.stop_step - self.start_step)
+        return max(0, self.num_steps)
 
 
 # --------------------------------------------------------------------------------------------

@@ -443,57 +443,53 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
     interrupted = False
     policy.train()
 
-    while global_step < prep.total_steps and not interrupted:
-        remaining = prep.total_steps - global_step
-        sampler.set_epoch(epoch, step_in_epoch, step_in_epoch + remaining)
-        for batch in loader:
-            b = to_device(batch, device)
-            with autocast():
-                out = model(b["qpos"], b["images"], b["action"], b["is_pad"])
-            optimizer.zero_grad(set_to_none=True)
-            (out["loss"] * loss_scale).backward()
-            optimizer.step()
+    # One iterator over every remaining step of the run (across epochs), so loader workers keep
+    # prefetching over epoch boundaries.
+    sampler.set_epoch(epoch, step_in_epoch, prep.total_steps - global_step)
+    for batch in loader:
+        b = to_device(batch, device)
+        with autocast():
+            out = model(b["qpos"], b["images"], b["action"], b["is_pad"])
+        optimizer.zero_grad(set_to_none=True)
+        (out["loss"] * loss_scale).backward()
+        optimizer.step()
 
-            acc += torch.stack([out["l1"], out["kl"], out["loss"]]).detach().float()
-            acc_n += 1
-            step_in_epoch += 1
-            global_step += 1
-            samples_seen += prep.global_batch
-            if bar is not None:
-                bar.update(1)
+        acc += torch.stack([out["l1"], out["kl"], out["loss"]]).detach().float()
+        acc_n += 1
+        step_in_epoch += 1
+        global_step += 1
+        samples_seen += prep.global_batch
+        if bar is not None:
+            bar.update(1)
 
-            if global_step % prep.log_interval == 0 or global_step == prep.total_steps:
-                means = acc / acc_n * (prep.rank_batch_sizes[ctx.rank] / prep.global_batch * ctx.world_size)
-                if ctx.distributed:
-                    torch.distributed.all_reduce(means)
-                    means /= ctx.world_size
-                l1, kl, loss = means.tolist()
-                now = time.perf_counter()
-                rate = (samples_seen - samples_at_log) / max(now - t_log, 1e-9)
-                eta = (prep.total_steps - global_step) * prep.global_batch / rate if rate > 0 else math.inf
-                lr = optimizer.param_groups[0]["lr"]
-                metrics.append({
-                    "kind": "train", "epoch": epoch + (step_in_epoch / prep.steps_per_epoch),
-                    "step": global_step, "loss": loss, "l1": l1, "kl": kl, "lr": lr,
-                    "samples_per_second": rate, "time": now_iso(),
-                })
-                if main:
-                    line = (
-                        f"epoch {epoch + 1}/{prep.num_epochs} step {global_step}/{prep.total_steps} "
-                        f"loss {loss:.4f} l1 {l1:.4f} kl {kl:.4f} lr {lr:.2e} "
-                        f"{rate:.1f} samples/s ETA {format_eta(eta)}"
+        if global_step % prep.log_interval == 0 or global_step == prep.total_steps:
+            # Global-batch mean: weight each rank's mean by its share of the global batch.
+            means = acc / acc_n * (prep.rank_batch_sizes[ctx.rank] / prep.global_batch * ctx.world_size)
+            if ctx.distributed:
+                torch.distributed.all_reduce(means)
+                means /= ctx.world_size
+            l1, kl, loss = means.tolist()
+            now = time.perf_counter()
+            rate = (samples_seen - samples_at_log) / max(now - t_log, 1e-9)
+            eta = (prep.total_steps - global_step) * prep.global_batch / rate if rate > 0 else math.inf
+            lr = optimizer.param_groups[0]["lr"]
+            metrics.append({
+                "kind": "train", "epoch": epoch + (step_in_epoch / prep.steps_per_epoch),
+                "step": global_step, "loss": loss, "l1": l1, "kl": kl, "lr": lr,
+                "samples_per_second": rate, "time": now_iso(),
+            })
+            if main:
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss:.4f}", l1=f"{l1:.4f}", kl=f"{kl:.4f}")
+                else:
+                    log.info(
+                        "epoch %d/%d step %d/%d loss %.4f l1 %.4f kl %.4f lr %.2e %.1f samples/s ETA %s",
+                        epoch + 1, prep.num_epochs, global_step, prep.total_steps, loss, l1, kl, lr, rate,
+                        format_eta(eta),
                     )
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{loss:.4f}", l1=f"{l1:.4f}", kl=f"{kl:.4f}")
-                    else:
-                        log.info(line)
-                acc.zero_()
-                acc_n, t_log, samples_at_log = 0, now, samples_seen
-                write_metrics()
-
-            if ctx.any_rank(stop.requested):
-                interrupted = True
-                break
+            acc.zero_()
+            acc_n, t_log, samples_at_log = 0, now, samples_seen
+            write_metrics()
 
         if step_in_epoch == prep.steps_per_epoch:  # epoch boundary
             epoch += 1
@@ -501,12 +497,17 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             last_epoch = global_step >= prep.total_steps
             if main and prep.save_interval > 0 and epoch % prep.save_interval == 0:
                 save_checkpoint(policy, run_dir / epoch_checkpoint_name(epoch, prep.seed))
-            if (epoch % prep.val_interval == 0 or last_epoch) and not interrupted:
+            if epoch % prep.val_interval == 0 or last_epoch:
                 run_validation()
                 write_metrics()
                 if not last_epoch:
                     save_state(True)
                 write_manifest()
+
+        # Every rank takes the same decision at the same step (a CPU all-reduce over gloo).
+        if ctx.any_rank(stop.requested):
+            interrupted = True
+            break
 
     if bar is not None:
         bar.close()

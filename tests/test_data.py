@@ -147,14 +147,18 @@ def test_ranks_take_disjoint_slices_whose_union_is_the_single_process_stream(siz
             assert [s for p in parts for s in p] == full  # disjoint positions, same samples, same order
 
 
-def test_resume_mid_epoch_yields_the_remaining_steps():
+def test_resume_mid_epoch_and_runs_across_epochs():
     sampler = EpochBatchSampler(list(range(10)), [30] * 10, [2], 0, seed=0)
     sampler.set_epoch(4)
     full = list(sampler)
     sampler.set_epoch(4, start_step=2)
     assert list(sampler) == full[2:]
-    sampler.set_epoch(4, start_step=1, stop_step=3)
+    sampler.set_epoch(4, start_step=1, num_steps=2)
     assert list(sampler) == full[1:3] and len(sampler) == 2
+    sampler.set_epoch(5)
+    following = list(sampler)
+    sampler.set_epoch(4, start_step=3, num_steps=5)  # runs on into epoch 5
+    assert list(sampler) == full[3:] + following[:3]
 
 
 # ---------------------------------------------------------------------------- samples
