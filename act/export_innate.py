@@ -375,7 +375,7 @@ def _training_image_size(run_dir: Path) -> list[int] | None:
     return None
 
 
-def _validate_execution(execution: dict, skill_dir: Path) -> None:
+def _validate_execution(execution: dict, skill_dir: Path, check_file: bool = True) -> None:
     """The checks innate-os `config_validation.LearnedExecCfg` makes, so the runtime accepts it."""
     a = execution["action_dim"]
     if not (isinstance(a, int) and 1 <= a <= 64):
@@ -389,7 +389,7 @@ def _validate_execution(execution: dict, skill_dir: Path) -> None:
             isinstance(pose, list) and len(pose) == 6 and all(math.isfinite(float(x)) for x in pose)
         ):
             raise ExportError(f"execution.{key} must be 6 finite numbers or empty, got {pose!r}")
-    if not (skill_dir / execution["checkpoint"]).is_file():
+    if check_file and not (skill_dir / execution["checkpoint"]).is_file():
         raise ExportError(f"execution.checkpoint: {skill_dir / execution['checkpoint']} does not exist")
 
 
@@ -434,18 +434,13 @@ def export_innate(
     run_id = run_id or run_dir.name
     if not run_id or "/" in run_id or run_id in (".", ".."):
         raise ExportError(f"run_id {run_id!r} must be a plain folder name")
-    out_dir = skill_dir / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
     weights_rel, stats_rel = f"{run_id}/act_policy_step_{step}.pth", f"{run_id}/dataset_stats.pt"
-    _atomic_torch_save(weights, skill_dir / weights_rel)
-    _atomic_torch_save(innate_dataset_stats(stats, len(cfg.camera_names)), skill_dir / stats_rel)
 
+    # Everything is decided and checked before the first file is written.
     pose, secs, source = pose_and_duration_from_data(skill_dir, stats)
     pose = [float(x) for x in start_pose] if start_pose is not None else pose
     secs = float(duration) if duration is not None else secs
-
     meta_path = skill_dir / "metadata.json"
-    backup = None
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
@@ -453,12 +448,6 @@ def export_innate(
             raise ExportError(f"{meta_path}: not valid JSON ({e}); fix or remove it") from e
         if not isinstance(meta, dict):
             raise ExportError(f"{meta_path}: top level is {type(meta).__name__}; expected a JSON object")
-        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        backup = meta_path.with_name(f"metadata.json.bak-{stamp}")
-        n = 1
-        while backup.exists():
-            backup, n = meta_path.with_name(f"metadata.json.bak-{stamp}-{n}"), n + 1
-        shutil.copy2(meta_path, backup)
     else:
         meta = {"name": skill_dir.name, "type": "learned", "guidelines": ""}
     previous_type = meta.get("type")
@@ -473,7 +462,21 @@ def export_innate(
         start_pose=pose,
     )
     execution.setdefault("end_pose", [])
+    _validate_execution(execution, skill_dir, check_file=False)
+
+    out_dir = skill_dir / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_torch_save(weights, skill_dir / weights_rel)
+    _atomic_torch_save(innate_dataset_stats(stats, len(cfg.camera_names)), skill_dir / stats_rel)
     _validate_execution(execution, skill_dir)
+    backup = None
+    if meta_path.is_file():
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        backup = meta_path.with_name(f"metadata.json.bak-{stamp}")
+        n = 1
+        while backup.exists():
+            backup, n = meta_path.with_name(f"metadata.json.bak-{stamp}-{n}"), n + 1
+        shutil.copy2(meta_path, backup)
     meta["execution"] = execution
     _atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
 

@@ -289,7 +289,7 @@ def innate_batch(qpos: Tensor, images: Tensor, bgr: bool = True) -> dict[str, Te
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("use_all", "dec_layers"), [(False, 3), (True, 2)])
+@pytest.mark.parametrize(("use_all", "dec_layers"), [(False, 2), (True, 2)])
 def test_converted_weights_give_our_actions_in_innate_runtime_model(use_all, dec_layers):
     policy, cfg, stats = make_policy(use_all, dec_layers)
     weights, notes = to_innate_state_dict(policy.state_dict(), cfg, stats)
@@ -321,7 +321,7 @@ def test_converted_weights_give_our_actions_in_innate_runtime_model(use_all, dec
 def test_runtime_path_with_dataset_stats_and_missing_buffers():
     """The runtime builds ACTPolicy(config, dataset_stats) then load_state_dict(strict=False):
     the stats file alone must define the normalization even if the buffers were absent."""
-    policy, cfg, stats = make_policy(False, 2, seed=3)
+    policy, cfg, stats = make_policy(False, 2)
     weights, _ = to_innate_state_dict(policy.state_dict(), cfg, stats)
     model_only = {k: v for k, v in weights.items() if k.startswith("model.")}
     innate = InnateACTPolicy(6, 10, cfg.chunk_size, dataset_stats=innate_dataset_stats(stats), **SIZES).eval()
@@ -458,6 +458,9 @@ def test_export_refuses_what_the_runtime_cannot_load(tmp_path):
     assert any("7 decoder layers" in p for p in runtime_mismatches(allwired))
     with pytest.raises(ExportError, match="missing"):
         export_innate(tmp_path / "nope", tmp_path / "skill")
+    with pytest.raises(ExportError, match=r"execution.duration must be > 0 seconds, got -1.0"):
+        export_innate(run, tmp_path / "skill", step=1, duration=-1, check_runtime=False)
+    assert not (tmp_path / "skill").exists()  # checked before anything was written
 
 
 def test_cli_script(tmp_path, capsys):
@@ -497,7 +500,7 @@ def test_skill_to_export_round_trip_on_raw_recorder_frames(tmp_path):
         with h5py.File(path) as f:
             qposes.append(f["observations/qpos"][:])
             actions.append(f["action"][:])
-    policy, cfg, _ = make_policy(False, 2, seed=4)
+    policy, cfg, _ = make_policy(False, 2)
     stats = compute_stats(qposes, actions)
     run = tmp_path / "run"
     run.mkdir()
