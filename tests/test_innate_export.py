@@ -529,3 +529,39 @@ def test_skill_to_export_round_trip_on_raw_recorder_frames(tmp_path):
                     torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
                 )
             np.testing.assert_allclose(innate.chunk(batch)[0, 0].numpy(), ours, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_full_size_export_passes_the_runtime_check_and_matches(tmp_path):
+    """The real thing: upstream-default sizes, 6 joints, 10 actions, 2 cameras, chunk 30, exported
+    with the runtime check on, loaded into the runtime's own 512/3200/4+4 layer model."""
+    torch.manual_seed(0)
+    cfg = ACTConfig(state_dim=6, action_dim=10, camera_names=["camera_1", "camera_2"], chunk_size=30)
+    policy = ACTPolicy(cfg).eval()
+    rng = np.random.default_rng(0)
+    stats = {
+        "qpos_mean": rng.normal(size=6).astype(np.float32),
+        "qpos_std": (rng.random(6) + 0.1).astype(np.float32),
+        "action_mean": rng.normal(size=10).astype(np.float32),
+        "action_std": (rng.random(10) + 0.1).astype(np.float32),
+        "example_qpos": rng.normal(size=(90, 6)).astype(np.float32),
+    }
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(policy, run / "policy_best.ckpt")
+    save_stats(stats, run / "dataset_stats.pkl")
+    cfg.save_json(run / "policy_config.json")
+    ex = export_innate(run, tmp_path / "skill", step=100)  # runtime check on
+    meta = json.loads((tmp_path / "skill" / "metadata.json").read_text())["execution"]
+    assert meta["duration"] == 3.0 and meta["action_dim"] == 10 and len(meta["start_pose"]) == 6
+
+    innate = InnateACTPolicy(6, 10, 30, dataset_stats=torch.load(ex["stats"], weights_only=True)).eval()
+    result = innate.load_state_dict(torch.load(ex["weights"], weights_only=True), strict=False)
+    assert not result.missing_keys and not result.unexpected_keys
+    qpos, images = inputs(seed=3, b=1, h=96, w=128)
+    torch.testing.assert_close(
+        innate.chunk(innate_batch(qpos, images)),
+        our_actions(policy, stats, qpos, images),
+        atol=1e-4,
+        rtol=1e-4,
+    )
