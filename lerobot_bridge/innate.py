@@ -78,7 +78,7 @@ INNATE_ARG_ALIASES: dict[str, str] = {
     "--max_steps": "--steps",  # also sets --num_epochs 0: our --steps counts only then
     "--learning_rate_backbone": "--lr_backbone",
     "--lr_backbone": "--lr_backbone",
-    "--world_size": "--gpus",  # number of GPUs
+    "--world_size": "--gpus",  # N GPUs -> GPU ids 0..N-1
     "--chunk_size": "--chunk_size",
     "--learning_rate": "--learning_rate",
     "--num_workers": "--num_workers",
@@ -96,16 +96,29 @@ log = logging.getLogger(__name__)
 
 
 def rewrite_innate_args(argv: list[str]) -> list[str]:
-    """Rewrite Innate Training Manager flags into ours (both `--flag v` and `--flag=v`)."""
+    """Rewrite Innate Training Manager flags into ours (`--flag v` and `--flag=v`).
+
+    `--world_size N` becomes `--gpus 0,...,N-1` (our --gpus takes GPU ids); `--max_steps N`
+    becomes `--num_epochs 0 --steps N`. Other arguments pass through untouched.
+    """
     out: list[str] = []
-    for arg in argv:
-        name, eq, value = arg.partition("=")
-        if name in INNATE_ARG_ALIASES:
-            out.extend(INNATE_ARG_IMPLIES.get(name, []))
-            target = INNATE_ARG_ALIASES[name]
-            out.append(target + eq + value if eq else target)
-        else:
-            out.append(arg)
+    i = 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name not in INNATE_ARG_ALIASES:
+            out.append(argv[i])
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(argv):  # no value: let the parser report it under our name
+                out.append(INNATE_ARG_ALIASES[name])
+                break
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if name == "--world_size" and value.isdigit() and int(value) > 0:
+            value = ",".join(str(g) for g in range(int(value)))
+        out += [*INNATE_ARG_IMPLIES.get(name, []), INNATE_ARG_ALIASES[name], value]
     return out
 
 

@@ -328,15 +328,13 @@ def test_errors_name_file_field_and_expectation(tmp_path):
 
 
 def test_rewrite_innate_args():
-    argv = ["--max_steps", "5000", "--learning_rate_backbone=1e-5", "--world_size", "4", "--chunk_size", "30"]
-    assert rewrite_innate_args(argv) == [
-        "--num_epochs",
-        "0",
-        "--steps",
-        "5000",
-        "--lr_backbone=1e-5",
+    argv = ["--max_steps", "5000", "--learning_rate_backbone=1e-5", "--world_size", "4", "--batch_size", "96"]
+    expected = "--num_epochs 0 --steps 5000 --lr_backbone 1e-5 --gpus 0,1,2,3 --batch_size 96"
+    assert rewrite_innate_args(argv) == expected.split()
+    assert rewrite_innate_args(["--world_size=1", "--chunk_size", "30"]) == [
         "--gpus",
-        "4",
+        "0",
         "--chunk_size",
         "30",
     ]
+    assert rewrite_innate_args(["--input_dir", "x"]) == ["--input_dir", "x"]
