@@ -42,7 +42,7 @@ from lerobot_bridge.video import SegmentReader
 log = logging.getLogger(__name__)
 
 CONVERTER_VERSION = "1"  # bump when the output for the same input and options changes
-BLOCK_FRAMES = 32  # frames per image write: memory per worker ~ BLOCK_FRAMES x H x W x 3 bytes per camera
+BLOCK_FRAMES = 8  # PNG images decoded per block; in flight per worker: <= (1 + 4 queued) blocks of H x W x 3
 
 
 @dataclass
@@ -160,7 +160,9 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
     }
     dropped: dict[str, int] = {}
     duplicated: dict[str, int] = {}
-    with EpisodeWriter(job.output_path, num_out, sim=True, attrs=attrs) as writer:
+    # background=True: HDF5 writes run in a thread while the next frames decode. Every array handed
+    # over is fresh from the decoder (or a read-only padding view), never modified afterwards.
+    with EpisodeWriter(job.output_path, num_out, sim=True, attrs=attrs, background=True) as writer:
         writer.write_lowdim(
             qpos=_pad_rows(rows.state[rows_out], num_out),
             qvel=_pad_rows(qvel, num_out),
@@ -175,9 +177,8 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
                     segment.from_timestamp + rows.timestamp[rows_out],
                     job.fps,
                     thread_count=job.thread_count,
-                    block_frames=BLOCK_FRAMES,
                 )
-                blocks = iter(reader)
+                blocks = (frame[None] for frame in reader)  # (1, H, W, 3) views, no stacking copy
             else:
                 reader = None
                 blocks = iter_episode_images(
@@ -186,7 +187,7 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
             last = None
             for block in blocks:  # (B, H, W, 3) uint8
                 writer.append_images(name, block)
-                last = block[-1].copy()
+                last = block[-1]  # frames are never modified after being yielded: no copy
             for pad_start in range(
                 take, num_out, BLOCK_FRAMES
             ):  # --episode_len padding: repeat the last frame
@@ -341,7 +342,9 @@ def convert_dataset(
     cpus = _cpu_count()
     n_workers = workers or cpus
     n_workers = max(1, min(n_workers, len(episodes)))
-    threads = max(1, cpus // n_workers)
+    # One worker: FFmpeg's own choice (0). Several: split the CPUs, or every worker's decoder
+    # starts cpus+1 threads and they oversubscribe the machine (FORMATS 1.4).
+    threads = 0 if n_workers == 1 else max(1, cpus // n_workers)
     dtypes = {c.key: c.dtype for c in dataset.cameras}
     velocity_key = VELOCITY_KEY if dataset.has_velocity else None
     jobs = [
@@ -364,14 +367,14 @@ def convert_dataset(
         for i, ep in enumerate(episodes)
     ]
     log.info(
-        "converting %d episodes of %s (%s, %g fps, cameras %s) with %d worker(s) x %d decoder thread(s)",
+        "converting %d episodes of %s (%s, %g fps, cameras %s) with %d worker(s) x %s decoder thread(s)",
         len(jobs),
         dataset.root,
         dataset.version,
         dataset.fps,
         cameras,
         n_workers,
-        threads,
+        threads or "auto",
     )
     reports = _run_jobs(jobs, n_workers, progress)
     _remove_stale(out, len(jobs))

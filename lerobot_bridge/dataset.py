@@ -14,9 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from lerobot_bridge.arrow import pa, pq
 from lerobot_bridge.errors import DatasetError
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,8 @@ over `path` only when every dataset is complete: a crash never leaves a valid-lo
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from pathlib import Path
 
 import h5py
@@ -22,19 +24,32 @@ import numpy as np
 
 from lerobot_bridge.errors import DatasetError
 
+_STOP = object()
+
 
 class EpisodeWriter:
     """Usage:
 
-    with EpisodeWriter(path, num_frames=T, attrs={...}) as w:
-        w.write_lowdim(qpos=..., qvel=..., action=...)
-        for block in blocks:              # (B, H, W, 3) uint8, any B
-            w.append_images("cam_high", block)
-    # renamed to `path` here; an exception inside the block deletes the temporary instead
+        with EpisodeWriter(path, num_frames=T, attrs={...}) as w:
+            w.write_lowdim(qpos=..., qvel=..., action=...)
+            for block in blocks:              # (B, H, W, 3) uint8, any B
+                w.append_images("cam_high", block)
+        # renamed to `path` here; an exception inside the block deletes the temporary instead
+
+    background=True writes images from a thread (h5py releases the GIL inside HDF5 calls), so
+    disk writes overlap with decoding the next frames. The queue holds at most `queue_blocks`
+    blocks, so memory stays bounded. The caller must not modify an array after passing it.
     """
 
     def __init__(
-        self, path: str | os.PathLike, num_frames: int, *, sim: bool = True, attrs: dict | None = None
+        self,
+        path: str | os.PathLike,
+        num_frames: int,
+        *,
+        sim: bool = True,
+        attrs: dict | None = None,
+        background: bool = False,
+        queue_blocks: int = 4,
     ):
         if num_frames < 1:
             raise ValueError(f"an episode needs at least one frame, got num_frames={num_frames}")
@@ -47,9 +62,15 @@ class EpisodeWriter:
             self._file.attrs[key] = value
         self._obs = self._file.create_group("observations")
         self._images = self._obs.create_group("images")
-        self._cursor: dict[str, int] = {}
+        self._queued: dict[str, int] = {}  # frames accepted per camera (checked in the caller's thread)
+        self._frame_shape: dict[str, tuple[int, ...]] = {}
+        self._written: dict[str, int] = {}  # frames on disk per camera (the writing thread's count)
+        self._datasets: dict[str, h5py.Dataset] = {}
         self._lowdim_written = False
         self._closed = False
+        self._queue: queue.Queue | None = queue.Queue(maxsize=queue_blocks) if background else None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -78,27 +99,67 @@ class EpisodeWriter:
             raise ValueError(
                 f"camera '{camera}': frames must be (B, H, W, 3) uint8, got {frames.shape} {frames.dtype}"
             )
-        if camera not in self._cursor:
-            h, w = frames.shape[1:3]
-            self._images.create_dataset(
-                camera, shape=(self.num_frames, h, w, 3), dtype=np.uint8, chunks=(1, h, w, 3)
-            )
-            self._cursor[camera] = 0
-        dset = self._images[camera]
-        if frames.shape[1:] != dset.shape[1:]:
+        shape = self._frame_shape.setdefault(camera, frames.shape[1:])
+        if frames.shape[1:] != shape:
             raise DatasetError(
-                f"camera '{camera}': frame size {frames.shape[1:]} differs from earlier frames "
-                f"{dset.shape[1:]}"
+                f"camera '{camera}': frame size {frames.shape[1:]} differs from earlier frames {shape}"
             )
-        start = self._cursor[camera]
+        start = self._queued.get(camera, 0)
         stop = start + len(frames)
         if stop > self.num_frames:
             raise ValueError(f"camera '{camera}': {stop} frames written, the episode has {self.num_frames}")
-        dset[start:stop] = frames
-        self._cursor[camera] = stop
+        self._queued[camera] = stop
+        if self._queue is None:
+            self._write_frames(camera, frames)
+            return
+        self._raise_background_error()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="EpisodeWriter", daemon=True)
+            self._thread.start()
+        self._queue.put((camera, frames))
+
+    def _write_frames(self, camera: str, frames: np.ndarray) -> None:
+        dset = self._datasets.get(camera)
+        if dset is None:  # opened once: a group lookup per frame costs as much as the write
+            h, w = frames.shape[1:3]
+            dset = self._images.create_dataset(
+                camera, shape=(self.num_frames, h, w, 3), dtype=np.uint8, chunks=(1, h, w, 3)
+            )
+            self._datasets[camera] = dset
+            self._written[camera] = 0
+        start = self._written[camera]
+        # One direct chunk write per frame: the chunk is exactly one frame, uncompressed, so the
+        # frame's bytes are the chunk. This skips HDF5's selection and chunk-cache machinery.
+        write_chunk = dset.id.write_direct_chunk
+        for i, frame in enumerate(frames):
+            write_chunk(
+                (start + i, 0, 0, 0), frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
+            )
+        self._written[camera] = start + len(frames)
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self._error is None:  # after an error keep consuming so the producer never blocks
+                try:
+                    self._write_frames(*item)
+                except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                    self._error = err
+
+    def _raise_background_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _stop_background(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
 
     def frames_written(self, camera: str) -> int:
-        return self._cursor.get(camera, 0)
+        return self._queued.get(camera, 0)
 
     # -- finishing ----------------------------------------------------------------------------
 
@@ -106,7 +167,13 @@ class EpisodeWriter:
         """Check completeness, flush and rename the temporary file to `path`."""
         if self._closed:
             return self.path
-        incomplete = {c: n for c, n in self._cursor.items() if n != self.num_frames}
+        try:
+            self._stop_background()
+            self._raise_background_error()
+        except BaseException:
+            self.abort()
+            raise
+        incomplete = {c: n for c, n in self._written.items() if n != self.num_frames}
         if not self._lowdim_written or incomplete:
             self.abort()
             raise ValueError(
@@ -124,6 +191,7 @@ class EpisodeWriter:
             return
         self._closed = True
         try:
+            self._stop_background()
             self._file.close()
         finally:
             self.tmp_path.unlink(missing_ok=True)

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from lerobot_bridge.arrow import pa, pc, pq
 from lerobot_bridge.dataset import open_parquet
 from lerobot_bridge.errors import DatasetError
 

@@ -8,6 +8,7 @@ most significant bit first, blocks 0-7 = frame_index, blocks 8-11 = episode_inde
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from fractions import Fraction
@@ -22,18 +23,24 @@ CODE_BLOCK_W, CODE_BLOCK_H = 8, 6
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration at info level
 
 
-def frame_code_image(frame_index: int, episode_index: int, height: int, width: int) -> np.ndarray:
-    """(H, W, 3) uint8: a smooth gradient that moves with the frame, plus the frame code on top."""
+@functools.lru_cache(maxsize=4)
+def _background(height: int, width: int) -> np.ndarray:
+    """(H, 2W, 3) uint8 smooth colour field, twice as wide so frames can slide across it."""
     y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
-    x = np.linspace(0, 1, width, dtype=np.float32)[None, :]
-    phase = frame_index / 20.0
-    img = np.empty((height, width, 3), np.uint8)
-    img[..., 0] = (127 + 100 * np.sin(6 * x + phase) * np.cos(3 * y)).astype(np.uint8)
-    img[..., 1] = (127 + 100 * np.cos(4 * y - phase)).astype(np.uint8) * np.ones_like(x, dtype=np.uint8)
-    img[..., 2] = (60 + 60 * x + 60 * y).astype(np.uint8)
-    bits = [(frame_index >> (7 - b)) & 1 for b in range(8)] + [
-        (episode_index >> (3 - b)) & 1 for b in range(4)
-    ]
+    x = np.linspace(0, 2, 2 * width, dtype=np.float32)[None, :]
+    img = np.empty((height, 2 * width, 3), np.uint8)
+    img[..., 0] = 127 + 100 * np.sin(6 * x) * np.cos(3 * y)
+    img[..., 1] = 127 + 100 * np.cos(4 * y + 2 * x)
+    img[..., 2] = 60 + 60 * x + 60 * y
+    return img
+
+
+def frame_code_image(frame_index: int, episode_index: int, height: int, width: int) -> np.ndarray:
+    """(H, W, 3) uint8: a colour field that slides with the frame, plus the frame code on top."""
+    shift = (7 * frame_index) % width
+    img = _background(height, width)[:, shift : shift + width].copy()
+    bits = [(frame_index >> (7 - b)) & 1 for b in range(8)]
+    bits += [(episode_index >> (3 - b)) & 1 for b in range(4)]
     for b, bit in enumerate(bits):
         img[:CODE_BLOCK_H, b * CODE_BLOCK_W : (b + 1) * CODE_BLOCK_W] = 255 * bit
     return img

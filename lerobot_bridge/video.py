@@ -28,10 +28,11 @@ from lerobot_bridge.errors import DatasetError
 
 
 class SegmentReader:
-    """Frames of one camera for a run of rows, yielded as blocks (B, H, W, 3) uint8 RGB.
+    """Frames of one camera for a run of rows, one (H, W, 3) uint8 RGB frame per row.
 
-    A yielded block is a view into a reused buffer: use (write) it before asking for the next.
-    After iteration `dropped`, `duplicated` and `decoded` hold the counts for the segment.
+    Frames are yielded one at a time, without stacking, so the only copy between the decoder and
+    the HDF5 chunk is the YUV -> RGB conversion. After iteration `dropped`, `duplicated` and
+    `decoded` hold the counts for the segment.
     """
 
     def __init__(
@@ -41,7 +42,6 @@ class SegmentReader:
         fps: float,
         *,
         thread_count: int = 0,  # 0 = FFmpeg's choice; pin it when several workers share the CPU
-        block_frames: int = 32,
     ) -> None:
         if len(row_times) == 0:
             raise ValueError("no rows to read")
@@ -49,7 +49,6 @@ class SegmentReader:
         self.row_times = np.asarray(row_times, dtype=np.float64)
         self.half_period = 0.5 / fps
         self.thread_count = thread_count
-        self.block_frames = block_frames
         self.dropped = 0
         self.duplicated = 0
         self.decoded = 0
@@ -103,36 +102,37 @@ class SegmentReader:
         # unreachable: the from_start attempt always returns
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """One (H, W, 3) uint8 RGB frame per row, in row order. A frame that serves two rows is
+        yielded twice (same array): write it before asking for the next."""
         rows = self.row_times
         n = len(rows)
-        buf: np.ndarray | None = None
-        fill = 0
         r = 0  # next row to assign
+        shape = None
         prev_t: float | None = None
         prev_frame: av.VideoFrame | None = None
         prev_rgb: np.ndarray | None = None  # converted lazily: pre-roll frames are never converted
         prev_id = -1
         last_matched_id = -2  # frame matched (within tolerance) by the previous matched row
 
-        def assign(t: float, frame_id: int) -> None:
-            nonlocal buf, fill, r, prev_rgb, last_matched_id
+        def assign() -> np.ndarray:
+            """Give the previous frame to row r and count what that means."""
+            nonlocal r, prev_rgb, last_matched_id, shape
             if prev_rgb is None:
                 prev_rgb = prev_frame.to_ndarray(format="rgb24")  # (H, W, 3)
-            if buf is None:
-                buf = np.empty((self.block_frames, *prev_rgb.shape), np.uint8)
-            elif prev_rgb.shape != buf.shape[1:]:
-                raise DatasetError(
-                    f"{self.path}: frame size changes from {buf.shape[1:]} to {prev_rgb.shape} at {t:.4f}s"
-                )
-            buf[fill] = prev_rgb
-            fill += 1
-            if abs(rows[r] - t) > self.half_period + 1e-6:
+                if shape is None:
+                    shape = prev_rgb.shape
+                elif prev_rgb.shape != shape:
+                    raise DatasetError(
+                        f"{self.path}: frame size changes from {shape} to {prev_rgb.shape} at {prev_t:.4f}s"
+                    )
+            if abs(rows[r] - prev_t) > self.half_period + 1e-6:
                 self.dropped += 1  # filled with the nearest frame; not a match, so no duplicate either
             else:
-                if frame_id == last_matched_id:
+                if prev_id == last_matched_id:
                     self.duplicated += 1
-                last_matched_id = frame_id
+                last_matched_id = prev_id
             r += 1
+            return prev_rgb
 
         for t, frame in self._frames():
             self.decoded += 1
@@ -143,19 +143,11 @@ class SegmentReader:
                 # nearest to the previous frame.
                 midpoint = 0.5 * (prev_t + t)
                 while r < n and rows[r] <= midpoint:
-                    assign(prev_t, prev_id)
-                    if fill == self.block_frames:
-                        yield buf
-                        fill = 0
+                    yield assign()
             prev_t, prev_frame, prev_rgb, prev_id = t, frame, None, prev_id + 1
         if prev_frame is None:
             raise DatasetError(
                 f"{self.path}: no frames decoded for the segment {rows[0]:.4f}s..{rows[-1]:.4f}s"
             )
         while r < n:
-            assign(prev_t, prev_id)
-            if fill == self.block_frames:
-                yield buf
-                fill = 0
-        if fill:
-            yield buf[:fill]
+            yield assign()

@@ -45,14 +45,14 @@ def _video(fixtures_dir: Path) -> Path:
 
 
 def _read(reader: SegmentReader) -> list[tuple[int, int]]:
-    return [read_frame_code(img) for block in reader for img in block]
+    return [read_frame_code(img) for img in reader]
 
 
 def test_reader_counts_duplicates_and_drops(fixtures_dir):
     # Rows 0 and 0.01 s are both within half a frame (16.7 ms) of frame 0: a duplicate.
     # A row 10 s past the end has no frame of its own: a drop, filled with the nearest (last) frame.
     times = np.array([0.0, 0.01, 1 / FPS, 2 / FPS, 10.0])
-    reader = SegmentReader(_video(fixtures_dir), times, FPS, block_frames=2)
+    reader = SegmentReader(_video(fixtures_dir), times, FPS)
     assert _read(reader) == [(0, 0), (0, 0), (1, 0), (2, 0), (44, 0)]
     assert (reader.dropped, reader.duplicated) == (1, 1)
 
@@ -97,23 +97,24 @@ def test_hevc_with_b_frames_and_missing_frames(tmp_path):
     assert codes == expected
 
 
-def test_writer_is_atomic(tmp_path):
+@pytest.mark.parametrize("background", [False, True])
+def test_writer_is_atomic(tmp_path, background):
     path = tmp_path / "episode_0.hdf5"
     path.write_bytes(b"previous")
-    with pytest.raises(RuntimeError), EpisodeWriter(path, 4, attrs={"task": "t"}) as w:
+    with pytest.raises(RuntimeError), EpisodeWriter(path, 4, attrs={"task": "t"}, background=background) as w:
         w.write_lowdim(qpos=np.zeros((4, 2)), action=np.ones((4, 2)))
         w.append_images("cam", np.zeros((2, 8, 8, 3), np.uint8))
         raise RuntimeError("crash mid-episode")
     assert path.read_bytes() == b"previous"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["episode_0.hdf5"]  # no temporary left
 
-    with pytest.raises(ValueError, match="incomplete episode"), EpisodeWriter(path, 4) as w:
+    with pytest.raises(ValueError, match="incomplete episode"), EpisodeWriter(path, 4, background=background) as w:
         w.write_lowdim(qpos=np.zeros((4, 2)), action=np.ones((4, 2)))
         w.append_images("cam", np.zeros((3, 8, 8, 3), np.uint8))
     assert path.read_bytes() == b"previous"
 
     frames = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3)
-    with EpisodeWriter(path, 4, attrs={"task": "t"}) as w:
+    with EpisodeWriter(path, 4, attrs={"task": "t"}, background=background) as w:
         w.write_lowdim(qpos=np.full((4, 2), 0.5), action=np.ones((4, 2)))
         w.append_images("cam", frames[:3])
         w.append_images("cam", frames[3:])
