@@ -490,7 +490,7 @@ def setup_logging(rank: int = 0) -> None:
 
 def run_worker(prepared_path: Path) -> int:
     """One training process (in-process for a single process, or a torchrun worker)."""
-    from act.distributed import init_distributed, shutdown_distributed
+    from act.distributed import init_distributed, running_under_torchrun, shutdown_distributed
     from act.train import PreparedRun, StopFlag, train
 
     prep = PreparedRun.load(prepared_path)
@@ -503,7 +503,7 @@ def run_worker(prepared_path: Path) -> int:
         result = train(prep, ctx, stop)
         return 0 if result.outcome == "completed" else 128 + (stop.signum or signal.SIGTERM)
     except BaseException as e:
-        if rank > 0:  # rank 0's error reaches the manifest through the launcher; say which rank failed
+        if running_under_torchrun():  # the launcher puts every rank's error into the manifest
             err = Path(prep.run_dir) / f".worker_error.rank{rank}"
             err.write_text(f"rank {rank}: {oom_message(e, prep, rank) or repr(e)}\n")
         msg = oom_message(e, prep, rank)

@@ -240,12 +240,12 @@ def validate(policy, loader, device: torch.device, amp_dtype, ctx: DistContext) 
     sums = np.array(ctx.all_sum(sums.tolist()))
     policy.train(was_training)
     n, elems = max(sums[0], 1), max(sums[6], 1)
-    return {
-        "val_loss": sums[1] / n,
-        "val_l1": sums[2] / n,
-        "val_kl": sums[3] / n,
-        "val_l1_deploy": sums[4] / elems,
-        "val_l1_mean_action": sums[5] / elems,
+    return {  # plain Python numbers: they go into JSON and into resume_state.pt (weights_only)
+        "val_loss": float(sums[1] / n),
+        "val_l1": float(sums[2] / n),
+        "val_kl": float(sums[3] / n),
+        "val_l1_deploy": float(sums[4] / elems),
+        "val_l1_mean_action": float(sums[5] / elems),
         "val_samples": int(sums[0]),
     }
 
@@ -304,8 +304,11 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
 
     model = policy
     if ctx.distributed:
+        # Buffers (frozen BatchNorm statistics, the sinusoid table) never change: no need to
+        # broadcast them before every forward.
         model = torch.nn.parallel.DistributedDataParallel(
-            policy, device_ids=[device.index] if device.type == "cuda" else None
+            policy, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False, gradient_as_bucket_view=True,
         )
 
     # ---- data

@@ -10,7 +10,7 @@ training reads), then in one run measures:
 The ratio loader/step says whether loading keeps up (>= 1) per worker count; a GPU step is
 far faster than a CPU one, so run this on the training machine for the real answer.
 
-    python scripts/bench_loader.py                 # CPU: step batch 8
+    python scripts/bench_loader.py                 # CPU: step batch 4 (64 would take minutes)
     python scripts/bench_loader.py --device cuda   # step at batch 64, bf16 autocast
 """
 
@@ -113,17 +113,17 @@ def bench_step(n_cams, batch, device, h, w, dim, steps, amp) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--step_batch", type=int, default=0, help="0 = 64 on CUDA, 8 on CPU")
+    p.add_argument("--step_batch", type=int, default=0, help="0 = 64 (the default) on CUDA, 4 on CPU")
     p.add_argument("--loader_batch", type=int, default=64)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    p.add_argument("--episodes", type=int, default=3)
-    p.add_argument("--length", type=int, default=150)
+    p.add_argument("--episodes", type=int, default=2)
+    p.add_argument("--length", type=int, default=100)
     p.add_argument("--seconds", type=float, default=8.0, help="time per loader measurement")
     p.add_argument("--steps", type=int, default=2, help="timed training steps (median)")
     p.add_argument("--dir", default=None, help="where to write the episodes (default: a temp folder)")
     args = p.parse_args()
     device = torch.device(args.device)
-    step_batch = args.step_batch or (64 if device.type == "cuda" else 8)
+    step_batch = args.step_batch or (64 if device.type == "cuda" else 4)
     amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
     h, w, dim, chunk = 480, 640, 14, 100
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
