@@ -65,7 +65,6 @@ our area resize equals OpenCV's INTER_AREA byte for byte (train at 224x224 to ma
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -78,6 +77,7 @@ import torch
 from torch import Tensor
 
 from act.config import ACTConfig
+from act.manifest import atomic_write_text, sha256_file
 
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -268,23 +268,6 @@ def _atomic_torch_save(obj, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pose_and_duration_from_data(skill_dir: Path, stats: dict) -> tuple[list[float], float, str]:
     """start_pose (first 6 joints) and duration (s) from the skill's own recordings.
 
@@ -296,27 +279,21 @@ def pose_and_duration_from_data(skill_dir: Path, stats: dict) -> tuple[list[floa
         _episode_dir,
         _episode_files,
         _failed_episode_indices,
+        _inspect_episode,
         _read_dataset_metadata,
     )
 
     files = _episode_files(_episode_dir(skill_dir)) if skill_dir.is_dir() else []
     meta_path, meta = _read_dataset_metadata(skill_dir) if files else (None, {})
     fps = float(meta.get("data_frequency") or 0) or 30.0
-    failed = _failed_episode_indices(meta_path, meta) if files else set()
+    failed = _failed_episode_indices(meta_path, meta)
     firsts, lengths = [], []
-    for i, p in files:
-        if i in failed:
-            continue
-        with h5py.File(p, "r") as f:
-            q = (
-                f["observations/qpos"]
-                if "observations" in f and "qpos" in f["observations"]
-                else f.get("qpos")
-            )
-            if q is None or q.ndim != 2 or q.shape[0] == 0:
-                continue
-            firsts.append(np.asarray(q[0], np.float64))
-            lengths.append(q.shape[0])
+    for i, path in files:
+        if i not in failed:
+            ep = _inspect_episode(i, path)  # either layout; a malformed file is named in the error
+            with h5py.File(path, "r") as f:
+                firsts.append(np.asarray(f[ep.qpos_key][0], np.float64))
+            lengths.append(ep.length)
     if firsts:
         pose = np.mean(firsts, axis=0)[:6]
         return (
@@ -478,7 +455,7 @@ def export_innate(
             backup, n = meta_path.with_name(f"metadata.json.bak-{stamp}-{n}"), n + 1
         shutil.copy2(meta_path, backup)
     meta["execution"] = execution
-    _atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
 
     warnings = []
     trained_size = _training_image_size(run_dir)
@@ -490,7 +467,7 @@ def export_innate(
     info = {
         "source_run_dir": str(run_dir.resolve()),
         "source_checkpoint": str(ckpt_path.resolve()),
-        "source_checkpoint_sha256": _sha256(ckpt_path),
+        "source_checkpoint_sha256": sha256_file(ckpt_path),
         "step": step,
         "run_id": run_id,
         "policy_config": cfg.to_dict(),
@@ -500,7 +477,7 @@ def export_innate(
         "training_image_size": trained_size,
         "warnings": warnings,
     }
-    _atomic_write_text(out_dir / "export_info.json", json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out_dir / "export_info.json", json.dumps(info, indent=2) + "\n")
     return {
         "weights": str(skill_dir / weights_rel),
         "stats": str(skill_dir / stats_rel),
