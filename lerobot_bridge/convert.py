@@ -195,6 +195,14 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
                 writer.append_images(name, np.broadcast_to(last, (count, *last.shape)))
             if reader is not None:
                 dropped[name], duplicated[name] = reader.dropped, reader.duplicated
+                if reader.dropped > take // 2:
+                    # Not a few lost frames but a video that does not cover the episode (wrong
+                    # from_timestamp, truncated or wrong file): filling would fabricate the images.
+                    raise DatasetError(
+                        f"{segment.path}: camera '{key}' has no frame within half a frame period for "
+                        f"{reader.dropped} of {take} rows (episode starts at {segment.from_timestamp:.4f} s "
+                        f"in this file, {reader.decoded} frames decoded); the video does not match the data"
+                    )
                 if reader.dropped or reader.duplicated:
                     log.warning(
                         "episode %d camera %s: %d rows had no frame within half a frame period (filled with "
@@ -317,6 +325,9 @@ def convert_dataset(
     workers: 0 = one per CPU (at most one per episode); N processes (spawn), FFmpeg threads
         split between them. 1 runs in this process.
     progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
+
+    Writes `conversion.json` (the returned result) last. On any error the episode files of this
+    run and conversion.json are removed, so a failed run never leaves a folder that looks complete.
     """
     t0 = time.perf_counter()
     if episode_len < 0 or max_episodes < 0 or workers < 0 or idle_threshold < 0:
@@ -376,7 +387,15 @@ def convert_dataset(
         n_workers,
         threads or "auto",
     )
-    reports = _run_jobs(jobs, n_workers, progress)
+    try:
+        reports = _run_jobs(jobs, n_workers, progress)
+    except BaseException:
+        # Episodes already rewritten plus older ones would make a folder that looks complete but
+        # mixes runs (or lacks episodes): remove this run's outputs and the completion record.
+        for job in jobs:
+            job.output_path.unlink(missing_ok=True)
+        (out / "conversion.json").unlink(missing_ok=True)
+        raise
     _remove_stale(out, len(jobs))
 
     result = ConversionResult(
@@ -392,7 +411,8 @@ def convert_dataset(
         action_names=dataset.feature_names(ACTION_KEY),
         episodes=reports,
         fingerprint=fp,
-        tasks=[dataset.tasks[i] for i in sorted(dataset.tasks)],
+        tasks=[dataset.tasks[i] for i in sorted(dataset.tasks)]
+        or list(dict.fromkeys(r.task for r in reports)),
         total_frames_in=sum(r.frames_in for r in reports),
         total_frames_out=sum(r.frames_out for r in reports),
         seconds=round(time.perf_counter() - t0, 3),

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -52,6 +53,22 @@ def _truncate_parquet(root: Path) -> None:
     path = root / "data/chunk-000/file-000.parquet"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # what a recording that never reached finalize() leaves
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:2000])
+
+
+def _shift_from_timestamp(root: Path) -> None:
+    """Point episode 1's videos 100 s past the end of the file (a corrupted episodes table)."""
+    path = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    for key in ("observation.images.front", "observation.images.wrist"):
+        name = f"videos/{key}/from_timestamp"
+        values = table.column(name).to_pylist()
+        values[1] += 100.0
+        table = table.set_column(table.column_names.index(name), name, pa.array(values, pa.float64()))
+    pq.write_table(table, path)
 
 
 def _gap_v21(root: Path) -> None:
@@ -121,6 +138,22 @@ CASES: dict[str, tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         lambda root: (root / "videos/observation.images.wrist/chunk-000/file-001.mp4").unlink(),
         [],
         ["videos/observation.images.wrist/chunk-000/file-001.mp4: video file not found", "episode 2"],
+    ),
+    "corrupt_mp4_in_worker": (
+        "so100_v30_video_h264",
+        lambda root: _truncate(root / "videos/observation.images.front/chunk-000/file-000.mp4"),
+        ["--convert_workers", "2"],
+        ["episode 0: ", "videos/observation.images.front/chunk-000/file-000.mp4: cannot open video"],
+    ),
+    "video_does_not_cover_episode": (
+        "so100_v30_video",
+        _shift_from_timestamp,
+        [],
+        [
+            "episode 1: ",
+            "camera 'observation.images.front' has no frame within half a frame period",
+            "the video does not match the data",
+        ],
     ),
     "gap_v21": (
         "so100_v21_video",

@@ -108,7 +108,10 @@ def test_writer_is_atomic(tmp_path, background):
     assert path.read_bytes() == b"previous"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["episode_0.hdf5"]  # no temporary left
 
-    with pytest.raises(ValueError, match="incomplete episode"), EpisodeWriter(path, 4, background=background) as w:
+    with (
+        pytest.raises(ValueError, match="incomplete episode"),
+        EpisodeWriter(path, 4, background=background) as w,
+    ):
         w.write_lowdim(qpos=np.zeros((4, 2)), action=np.ones((4, 2)))
         w.append_images("cam", np.zeros((3, 8, 8, 3), np.uint8))
     assert path.read_bytes() == b"previous"
