@@ -228,3 +228,47 @@ def test_spawn_workers_match_in_process(fixtures_dir, converted, tmp_path):
                 fa["observations/images/front"][:], fb["observations/images/front"][:]
             )
             np.testing.assert_array_equal(fa["action"][:], fb["action"][:])
+
+
+def test_format_variants_v20_float_fps_chw_dict_names_velocity(fixtures_dir, tmp_path):
+    """What other writers produce (FORMATS 1.1-1.3): codebase v2.0, fps as a float, channel-first
+    camera shape, `names` as a dict, unknown info keys, and an observation.velocity column."""
+    import shutil
+
+    import pyarrow as pa
+
+    root = tmp_path / "variant"
+    shutil.copytree(fixtures_dir / "so100_v21_video", root)
+    (root / "meta/episodes_stats.jsonl").unlink()
+    info = json.loads((root / "meta/info.json").read_text())
+    info["codebase_version"] = "v2.0"
+    info["fps"] = 30.0
+    info["tools"] = {"anything": 1}
+    motors = info["features"]["observation.state"]["names"]
+    info["features"]["observation.state"]["names"] = {"motors": motors}
+    info["features"]["observation.images.front"].update(
+        shape=[3, 72, 96], names=["channel", "height", "width"]
+    )
+    info["features"]["observation.velocity"] = {"dtype": "float32", "shape": [6], "names": None}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    for path in sorted((root / "data").rglob("*.parquet")):
+        table = pq.read_table(path)
+        state = np.asarray(table.column("observation.state").to_pylist(), np.float32)
+        velocity = pa.array((2 * state).tolist(), pa.list_(pa.float32()))
+        pq.write_table(table.append_column("observation.velocity", velocity), path)
+
+    result = convert_dataset(root, tmp_path / "out", workers=1, progress=False, max_episodes=2)
+    assert result.codebase_version == "v2.0" and result.fps == 30.0
+    assert result.state_names == motors and result.extra["has_velocity"]
+    rows = source_rows(fixtures_dir / "so100_v21_video")
+    for i, path in enumerate(result.hdf5_paths):
+        n = len(rows[i]["frame_index"])
+        with h5py.File(path, "r") as f:
+            qpos, qvel = f["observations/qpos"][:], f["observations/qvel"][:]
+            np.testing.assert_array_equal(qvel, 2 * qpos)
+            np.testing.assert_array_equal(
+                qpos, rows[i]["state"][IDLE_START : n - IDLE_END].astype(np.float32)
+            )
+            front = f["observations/images/front"]
+            assert front.shape[1:] == (72, 96, 3)
+            assert [frame_code(img) for img in front[:]] == [(t, i) for t in range(IDLE_START, n - IDLE_END)]
