@@ -121,6 +121,7 @@ def convert_episode(job: EpisodeJob) -> EpisodeReport:
 def _convert_episode(job: EpisodeJob) -> EpisodeReport:
     t0 = time.perf_counter()
     ep = job.episode
+    # Pass 1: the numeric columns (small) decide which rows are kept.
     rows = read_episode_rows(
         ep.data_path,
         ep.index,
@@ -135,15 +136,15 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
     if n == 0:
         raise DatasetError(f"{ep.data_path}: episode {ep.index} has no rows")
     start, stop = idle_range(rows.action, job.idle_threshold)
-    if job.idle_threshold > 0 and (start, stop) == (0, n) and n > 1:
-        moving = np.abs(np.diff(rows.action, axis=0)).max(axis=1) >= job.idle_threshold
-        if not moving.any():
-            log.warning(
-                "episode %d: every action is idle (threshold %g); kept whole", ep.index, job.idle_threshold
-            )
     kept = stop - start
-    take = min(kept, job.episode_len) if job.episode_len > 0 else kept
-    num_out = job.episode_len if job.episode_len > 0 else kept
+    if (
+        job.idle_threshold > 0
+        and n > 1
+        and not (np.abs(np.diff(rows.action, axis=0)) >= job.idle_threshold).any()
+    ):
+        log.warning("episode %d: no action changes by %g or more; kept whole", ep.index, job.idle_threshold)
+    take = min(kept, job.episode_len) if job.episode_len > 0 else kept  # source rows written
+    num_out = job.episode_len if job.episode_len > 0 else kept  # rows in the output (T)
     rows_out = slice(start, start + take)
 
     qvel = rows.velocity[rows_out] if rows.velocity is not None else np.zeros_like(rows.state[rows_out])
@@ -160,8 +161,9 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
     }
     dropped: dict[str, int] = {}
     duplicated: dict[str, int] = {}
-    # background=True: HDF5 writes run in a thread while the next frames decode. Every array handed
-    # over is fresh from the decoder (or a read-only padding view), never modified afterwards.
+    # Pass 2: stream only the kept rows' frames. background=True: HDF5 writes run in a thread
+    # while the next frames decode; every array handed over is fresh from the decoder (or a
+    # read-only padding view) and never modified afterwards.
     with EpisodeWriter(job.output_path, num_out, sim=True, attrs=attrs, background=True) as writer:
         writer.write_lowdim(
             qpos=_pad_rows(rows.state[rows_out], num_out),
@@ -169,52 +171,24 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
             action=_pad_rows(rows.action[rows_out], num_out),
         )
         for key, name, dtype in job.cameras:
-            if dtype == "video":
-                segment = ep.videos[key]
-                # (take,) absolute times in the (possibly shared) file: from_timestamp + row timestamp
-                reader = SegmentReader(
-                    segment.path,
-                    segment.from_timestamp + rows.timestamp[rows_out],
-                    job.fps,
-                    thread_count=job.thread_count,
-                )
-                blocks = (frame[None] for frame in reader)  # (1, H, W, 3) views, no stacking copy
-            else:
-                reader = None
+            if dtype == "image":
                 blocks = iter_episode_images(
                     ep.data_path, ep.index, key, rows_out.start, rows_out.stop, BLOCK_FRAMES
                 )
-            last = None
-            for block in blocks:  # (B, H, W, 3) uint8
-                writer.append_images(name, block)
-                last = block[-1]  # frames are never modified after being yielded: no copy
-            for pad_start in range(
-                take, num_out, BLOCK_FRAMES
-            ):  # --episode_len padding: repeat the last frame
-                count = min(BLOCK_FRAMES, num_out - pad_start)
-                writer.append_images(name, np.broadcast_to(last, (count, *last.shape)))
-            if reader is not None:
-                dropped[name], duplicated[name] = reader.dropped, reader.duplicated
-                if reader.dropped > take // 2:
-                    # Not a few lost frames but a video that does not cover the episode (wrong
-                    # from_timestamp, truncated or wrong file): filling would fabricate the images.
-                    raise DatasetError(
-                        f"{segment.path}: camera '{key}' has no frame within half a frame period for "
-                        f"{reader.dropped} of {take} rows (episode starts at {segment.from_timestamp:.4f} s "
-                        f"in this file, {reader.decoded} frames decoded); the video does not match the data"
-                    )
-                if reader.dropped or reader.duplicated:
-                    log.warning(
-                        "episode %d camera %s: %d rows had no frame within half a frame period (filled with "
-                        "the nearest frame), %d frames served two rows (%s)",
-                        ep.index,
-                        name,
-                        reader.dropped,
-                        reader.duplicated,
-                        segment.path,
-                    )
-            else:
+                _write_camera(writer, name, blocks, num_out - take)
                 dropped[name], duplicated[name] = 0, 0
+                continue
+            segment = ep.videos[key]
+            # (take,) times in the (possibly shared) file: from_timestamp + the rows' own timestamps
+            reader = SegmentReader(
+                segment.path,
+                segment.from_timestamp + rows.timestamp[rows_out],
+                job.fps,
+                thread_count=job.thread_count,
+            )
+            _write_camera(writer, name, (frame[None] for frame in reader), num_out - take)
+            dropped[name], duplicated[name] = reader.dropped, reader.duplicated
+            _check_video_match(reader, ep, key, segment.from_timestamp, take)
     return EpisodeReport(
         output_index=job.output_index,
         source_index=ep.index,
@@ -229,6 +203,40 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
         duplicated_frames=duplicated,
         seconds=round(time.perf_counter() - t0, 4),
     )
+
+
+def _write_camera(writer: EpisodeWriter, name: str, blocks, pad: int) -> None:
+    """Write blocks (B, H, W, 3) of one camera, then `pad` copies of its last frame (--episode_len)."""
+    last = None
+    for block in blocks:
+        writer.append_images(name, block)
+        last = block[-1]  # frames are never modified after being yielded: no copy
+    for done in range(0, pad, BLOCK_FRAMES):
+        count = min(BLOCK_FRAMES, pad - done)
+        writer.append_images(name, np.broadcast_to(last, (count, *last.shape)))
+
+
+def _check_video_match(
+    reader: SegmentReader, ep: EpisodeMeta, key: str, from_timestamp: float, rows: int
+) -> None:
+    if reader.dropped > rows // 2:
+        # Not a few lost frames but a video that does not cover the episode (wrong from_timestamp,
+        # truncated or wrong file): filling the rows would fabricate the images.
+        raise DatasetError(
+            f"{reader.path}: camera '{key}' has no frame within half a frame period for {reader.dropped} "
+            f"of {rows} rows (episode starts at {from_timestamp:.4f} s in this file, {reader.decoded} frames "
+            f"decoded); the video does not match the data"
+        )
+    if reader.dropped or reader.duplicated:
+        log.warning(
+            "episode %d camera %s: %d rows had no frame within half a frame period (filled with the "
+            "nearest frame), %d frames served two rows (%s)",
+            ep.index,
+            key,
+            reader.dropped,
+            reader.duplicated,
+            reader.path,
+        )
 
 
 def _episode_task(job: EpisodeJob, task_index: np.ndarray | None) -> str:
