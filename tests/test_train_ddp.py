@@ -60,7 +60,7 @@ def test_two_processes_fixed_global_match_one_process(runs):
     for a, b in zip(r1, r2, strict=True):
         print(f"step {a['step']}: 1 process loss {a['loss']:.5f} l1 {a['l1']:.5f} kl {a['kl']:.6f} | "
               f"2 processes loss {b['loss']:.5f} l1 {b['l1']:.5f} kl {b['kl']:.6f}")
-        assert b["kl"] == pytest.approx(a["kl"], rel=0.05)
+        assert b["kl"] == pytest.approx(a["kl"], rel=1e-3)  # weights drift only by the latent noise
         assert b["l1"] == pytest.approx(a["l1"], rel=0.05)  # differs only by the latent sample
     w1 = torch.load(only_run_dir(single) / "policy_last.ckpt", weights_only=True)
     w2 = torch.load(only_run_dir(two) / "policy_last.ckpt", weights_only=True)
