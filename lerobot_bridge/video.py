@@ -73,6 +73,7 @@ class SegmentReader:
         first = self.row_times[0] - self.half_period
         for attempt in ("seek", "from_start"):
             container, stream = self._open()
+            seconds_per_tick = float(stream.time_base)  # float, not Fraction arithmetic per frame
             try:
                 if attempt == "seek" and first > 0:
                     # backward=True: land on the keyframe at or before `first`; PyAV flushes the decoder.
@@ -83,7 +84,7 @@ class SegmentReader:
                 for frame in container.decode(stream):
                     if frame.pts is None:
                         raise DatasetError(f"{self.path}: decoded a frame without a timestamp (pts)")
-                    t = float(frame.pts * stream.time_base)
+                    t = frame.pts * seconds_per_tick
                     if not started:
                         started = True
                         # A seek that lands after the segment start (bad index) would silently skip
