@@ -538,7 +538,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             save_checkpoint(policy, run_dir / "policy_best.ckpt")
             best = {"epoch": epoch, "step": global_step, "note": "no validation split: best = last"}
         train_seconds += time.perf_counter() - t_start
-        t_done = time.perf_counter()
+        t_start = time.perf_counter()  # from here on figures() adds nothing to train_seconds
         result = figures("completed")
         result["seconds"] = round(train_seconds, 3)
         result["samples_per_second"] = round(samples_seen / train_seconds, 3) if train_seconds else None
@@ -547,7 +547,6 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
                                                                 "best": best}, indent=2) + "\n")
         if resume_path.exists():
             resume_path.unlink()
-        t_start = t_done  # figures() adds nothing more
         write_manifest("completed")
         manifest.update(training=result)
         manifest.write()

@@ -40,7 +40,7 @@ def write_episodes(root: Path, n_episodes: int, length: int, n_cams: int, h: int
                    dim: int) -> list[Path]:
     rng = np.random.default_rng(0)
     # Smooth-ish content (not noise): closer to what a compressor, if any, would see in practice.
-    base = (np.add.outer(np.arange(h), np.arange(w)) % 256).astype(np.uint8)
+    base = np.add.outer(np.arange(h), np.arange(w)).astype(np.int64)
     paths = []
     for e in range(n_episodes):
         path = root / f"episode_{e}.hdf5"
@@ -51,7 +51,7 @@ def write_episodes(root: Path, n_episodes: int, length: int, n_cams: int, h: int
                     n = min(50, length - start)
                     block = np.empty((n, h, w, 3), np.uint8)
                     for i in range(n):
-                        block[i] = ((base + (start + i) * 3 + c * 40) % 256)[..., None]
+                        block[i] = ((base + (start + i) * 3 + c * 40) % 256).astype(np.uint8)[..., None]
                     wr.append_images(CAMERAS[c], block)
         paths.append(path)
     return paths
@@ -140,7 +140,7 @@ def main() -> None:
             print(f"[{n_cams} cameras] wrote {args.episodes} episodes in {time.perf_counter() - t0:.1f} s")
             step_rate = bench_step(n_cams, step_batch, device, h, w, dim, args.steps, amp)
             print(f"[{n_cams} cameras] training step (default model, batch {step_batch}, "
-                  f"{'bf16' if amp else 'fp32'}): {step_rate:.1f} samples/s "
+                  f"{'bf16' if amp else 'fp32'}): {step_rate:.3g} samples/s "
                   f"({step_batch / step_rate * 1000:.0f} ms/step)")
             lengths = [args.length] * args.episodes
             for workers in args.workers:
@@ -152,7 +152,7 @@ def main() -> None:
         print("\ncameras | loader workers | loader samples/s | train step samples/s | loader / step")
         for n_cams, workers, rate, step_rate in rows:
             ratio = rate / step_rate
-            print(f"{n_cams:7d} | {workers:14d} | {rate:16.1f} | {step_rate:20.1f} | {ratio:13.2f}")
+            print(f"{n_cams:7d} | {workers:14d} | {rate:16.1f} | {step_rate:20.3g} | {ratio:13.2f}")
 
 
 if __name__ == "__main__":
