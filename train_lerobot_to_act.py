@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert a LeRobot dataset (v2.0/v2.1/v3.0) to ACT HDF5 and train an ACT policy whose "
         "checkpoints load unchanged into upstream ACT (tonyzhaozh/act).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Innate Training Manager names are accepted too: --max_steps N (= --num_epochs 0 --steps N), "
+        "--learning_rate_backbone (= --lr_backbone), --world_size N (= --gpus 0,...,N-1).",
     )
     core = p.add_argument_group("core")
     core.add_argument("--batch_size", type=int, default=64,
@@ -593,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_worker(Path(os.environ[PREPARED_ENV]))
 
     setup_logging()
+    from lerobot_bridge.innate import rewrite_innate_args
+
+    argv = rewrite_innate_args(argv)  # Innate Training Manager names (--max_steps, --world_size, ...)
     parser = build_parser()
     args = parser.parse_args(argv)
     import torch

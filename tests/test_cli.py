@@ -105,3 +105,12 @@ def test_unknown_camera_key_exits_2_listing_the_available_ones(tmp_path, capsys,
                    "--gpus", "cpu", "--camera_keys", "observation.images.top"])
     err = capsys.readouterr().err
     assert rc == 2 and "observation.images.front" in err and "observation.images.wrist" in err
+
+
+def test_innate_training_manager_names_are_aliases(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = cli.main(["--max_steps", "5", "--learning_rate_backbone", "1e-6", "--gpus", "cpu",
+                   "--input_dir", str(tmp_path / "missing"), "--output_dir", str(out)])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+    args = json.loads((out / "manifest.json").read_text())["arguments"]
+    assert (args["num_epochs"], args["steps"], args["lr_backbone"]) == (0, 5, 1e-6)
