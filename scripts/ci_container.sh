@@ -127,10 +127,16 @@ nproc=$(ulimit -Hu)
 pid_max=$(cat /proc/sys/kernel/pid_max)
 if [[ $nproc == unlimited ]] || ((nproc > pid_max)); then nproc=$pid_max; fi
 ((nofile > 65536)) && nofile=65536
-run=(podman "${store[@]}" --runtime runc run --rm --network none --shm-size=1g
+podman_run=(podman "${store[@]}" --runtime runc run --network none --shm-size=1g
     --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
+run=("${podman_run[@]}" --rm)
 work=$(mktemp -d "${TMPDIR:-/tmp}/train_act_ci.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+preempt_name=train_act_ci_preempt
+cleanup() {
+    podman "${store[@]}" rm -f "$preempt_name" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 chmod 755 "$work"
 
 # run_expect NAME WANT_RC PATTERN [podman run args...]: the exit code and a line of output must match.
@@ -166,7 +172,43 @@ run_expect smoke 0 'GPUs: none visible' --user "$run_uid:$run_uid" \
 echo "smoke run took $((SECONDS - smoke_start)) s; last lines:"
 tail -5 "$work/smoke.log"
 
+# Preemption: `docker stop` sends SIGTERM to PID 1. The entry point exec'ed the CLI, so the CLI gets it,
+# finishes the step in flight, saves policy_last.ckpt and exits 128+15 with the manifest "interrupted".
+mkdir -p "$work/out_preempt"
+chown "$run_uid:$run_uid" "$work/out_preempt"
+podman "${store[@]}" rm -f "$preempt_name" >/dev/null 2>&1 || true
+"${podman_run[@]}" -d --name "$preempt_name" --user "$run_uid:$run_uid" \
+    -v "$repo/$fixture:/data/input:ro" -v "$work/out_preempt:/data/output" "$image" \
+    "${smoke_args[@]}" --num_epochs 100000 --log_interval 1 >/dev/null
+for ((waited = 0; waited < 600; waited += 2)); do
+    podman "${store[@]}" logs "$preempt_name" 2>&1 | grep -q 'epoch 1/100000 step' && break
+    [[ $(podman "${store[@]}" inspect --format '{{.State.Running}}' "$preempt_name") == true ]] \
+        || { podman "${store[@]}" logs "$preempt_name"; fail "preempt: container exited before training"; }
+    sleep 2
+done
+podman "${store[@]}" kill --signal TERM "$preempt_name" >/dev/null
+preempt_rc=$(timeout 600 podman "${store[@]}" wait "$preempt_name")
+podman "${store[@]}" logs "$preempt_name" >"$work/preempt.log" 2>&1
+podman "${store[@]}" rm -f "$preempt_name" >/dev/null
+if [[ $preempt_rc -ne 143 ]] || ! grep -q 'received SIGTERM' "$work/preempt.log"; then
+    tail -20 "$work/preempt.log"
+    fail "preempt: exit code $preempt_rc (want 143) and the CLI must log 'received SIGTERM'"
+fi
+echo "ok: preempt (SIGTERM after $waited s of training reached the CLI; exit 143)"
+
 stage "7/7 outputs: checkpoints, stats, manifest"
+python3 - "$work/out_preempt" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+manifest = json.loads((out / "manifest.json").read_text())
+assert manifest["status"] == "interrupted", f"preempted run: manifest status {manifest['status']!r}"
+last = list(out.glob("checkpoints/*/policy_last.ckpt"))
+assert len(last) == 1 and last[0].stat().st_size > 0, f"preempted run saved no policy_last.ckpt: {last}"
+print(f"ok: preempted run: manifest status=interrupted, {last[0].relative_to(out)} saved")
+EOF
 python3 - "$work/out" "$run_uid" <<'EOF'
 import json
 import sys
@@ -175,6 +217,8 @@ from pathlib import Path
 out, uid = Path(sys.argv[1]), int(sys.argv[2])
 manifest = json.loads((out / "manifest.json").read_text())
 assert manifest["status"] == "completed", f"manifest status {manifest['status']!r}"
+# Built with BACKBONE_WEIGHTS=none: the image has no weights, and the run must say so, not pretend.
+assert manifest["backbone_pretrained"] is False, "image without weights, yet backbone_pretrained is not false"
 runs = [p for p in (out / "checkpoints").iterdir() if p.is_dir()]
 assert len(runs) == 1, f"expected one run dir under checkpoints/, found {runs}"
 for name in ("policy_best.ckpt", "policy_last.ckpt", "dataset_stats.pkl"):
