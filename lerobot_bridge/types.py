@@ -25,8 +25,10 @@ class EpisodeReport:
     idle_trimmed_end: int = 0
     padded: int = 0  # frames added by --episode_len padding
     truncated: int = 0  # frames cut by --episode_len
-    dropped_frames: dict[str, int] = field(default_factory=dict)  # per camera: rows with no frame
-    duplicated_frames: dict[str, int] = field(default_factory=dict)  # per camera: frames reused
+    # per camera: rows with no frame within half a frame period (filled with the nearest frame)
+    dropped_frames: dict[str, int] = field(default_factory=dict)
+    # per camera: frames that are the in-tolerance match of two consecutive rows
+    duplicated_frames: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
