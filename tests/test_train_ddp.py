@@ -12,11 +12,16 @@ weights may differ only by the latent noise: stated tolerances below.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from test_train_e2e import TINY, only_run_dir, run_cli
 from test_train_learning import write_reaching_episodes
+from test_train_resume import start_cli, wait_for_step
 
 pytestmark = pytest.mark.slow  # real CLI runs: minutes on a shared 2-core CPU
 
@@ -82,3 +87,41 @@ def test_fixed_per_gpu_doubles_the_global_batch(runs):
     assert t["per_rank_batch"] == [4, 4] and t["global_batch"] == 8 and t["samples_seen"] == 24
     assert m["plan"]["batch_mode"] == "fixed_per_gpu" and m["arguments"]["batch_size"] == 4
     assert list(m["artifacts"]) and not list(only_run_dir(out).glob(".worker_error*"))
+
+
+def worker_pids(out: Path, rank: int) -> list[int]:
+    """PIDs of this run's torchrun workers of a given rank (from /proc/<pid>/environ)."""
+    marker = f"TRAIN_ACT_PREPARED={out}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = environ.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(e.startswith(marker) for e in env) and f"RANK={rank}".encode() in env:
+            pids.append(int(environ.parent.name))
+    return pids
+
+
+def test_a_dying_worker_ends_the_run_with_an_error_not_a_hang(tmp_path):
+    episodes = tmp_path / "episodes"
+    write_reaching_episodes(episodes, n_episodes=10)
+    out = tmp_path / "out"
+    args = [*TINY, "--input_dir", str(episodes), "--output_dir", str(out), "--num_epochs", "0",
+            "--steps", "5000", "--batch_size", "4", "--chunk_size", "10", "--log_interval", "1",
+            "--gpus", "cpu:2"]
+    proc = start_cli(args)
+    try:
+        wait_for_step(out, 2, proc)
+        victims = worker_pids(out, 1)
+    except BaseException:
+        proc.kill()  # never leave a 5000-step run behind
+        raise
+    assert len(victims) == 1
+    os.kill(victims[0], signal.SIGKILL)
+    t0 = time.time()
+    log = proc.communicate(timeout=300)[0]
+    print(f"run ended {time.time() - t0:.1f} s after rank 1 was killed, exit code {proc.returncode}")
+    assert proc.returncode not in (0, None)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "failed" and "training worker failed" in m["error"], log[-3000:]
