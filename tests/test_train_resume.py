@@ -47,6 +47,7 @@ def wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float =
             if any(r["kind"] == "train" and r["step"] >= step for r in rows):
                 return
         time.sleep(0.05)
+    proc.kill()  # never leave a run behind
     raise AssertionError(f"step {step} not reached in {timeout} s")
 
 
