@@ -584,7 +584,8 @@ def finalize(manifest: Manifest, prep, rc: int, conv_dir: Path | None, keep: boo
         return 0
     if status == "interrupted":
         log.warning("run interrupted; run the same command again to resume")
-        return rc if rc > 0 else 128 + signal.SIGTERM
+        # 143 / 130 like a process ended by the signal (torchrun itself exits 1 in that case)
+        return rc if rc in (128 + signal.SIGTERM, 128 + signal.SIGINT) else 128 + signal.SIGTERM
     log.error("run failed: %s", error)
     return rc if rc > 0 else 1
 
