@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -135,10 +134,3 @@ def _json_default(obj: Any) -> Any:
         return str(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
