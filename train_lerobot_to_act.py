@@ -34,6 +34,7 @@ from pathlib import Path
 
 from act.distributed import LaunchPlan, UsageError, plan_launch, rank_batch_sizes
 from act.manifest import Manifest, describe_artifacts, now_iso, software_versions
+from lerobot_bridge.atomic_io import atomic_write_json
 from lerobot_bridge.errors import DatasetError
 
 log = logging.getLogger("train_act")
@@ -448,9 +449,7 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
         resume=resume, notes=notes, gpu_ids=list(plan.gpu_ids), val_samples=max(1, args.val_samples),
     )
     data = prep.__dict__ | {"defining_args": defining_args(args), "global_batch": global_batch}
-    tmp = prepared_path.with_name(".prepared.json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, prepared_path)
+    atomic_write_json(prepared_path, data)
 
     val_pairs = validation_samples(val_ids, index.lengths, prep.val_samples)
     manifest.update(

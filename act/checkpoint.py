@@ -8,11 +8,13 @@ upstream's code. No optimizer, no config: the config goes in the sidecar
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from lerobot_bridge.atomic_io import atomic_write
 
 POLICY_CONFIG_NAME = "policy_config.json"
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -54,15 +56,12 @@ def portable_state_dict(policy: nn.Module) -> dict[str, Tensor]:
 
 def save_checkpoint(policy: nn.Module, path: str | Path) -> None:
     """Write the checkpoint atomically: a temporary file in the same directory, then rename."""
-    path = Path(path)
-    state = portable_state_dict(policy)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_torch_save(portable_state_dict(policy), path)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary name in the same directory, then rename over `path`."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Tensor]:

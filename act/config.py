@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lerobot_bridge.atomic_io import atomic_write_text
+
 
 @dataclass
 class ACTConfig:
@@ -46,10 +48,7 @@ class ACTConfig:
 
     def save_json(self, path: str | Path) -> None:
         """Write atomically (temporary name, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load_json(cls, path: str | Path) -> ACTConfig:

@@ -67,7 +67,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -76,8 +75,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from act.checkpoint import atomic_torch_save
 from act.config import ACTConfig
-from act.manifest import atomic_write_text, sha256_file
+from act.manifest import sha256_file
+from lerobot_bridge.atomic_io import atomic_write_text
 
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -259,15 +260,6 @@ def to_innate_state_dict(
 # ---------------------------------------------------------------------------------------
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def pose_and_duration_from_data(skill_dir: Path, stats: dict) -> tuple[list[float], float, str]:
     """start_pose (first 6 joints) and duration (s) from the skill's own recordings.
 
@@ -443,8 +435,8 @@ def export_innate(
 
     out_dir = skill_dir / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_torch_save(weights, skill_dir / weights_rel)
-    _atomic_torch_save(innate_dataset_stats(stats, len(cfg.camera_names)), skill_dir / stats_rel)
+    atomic_torch_save(weights, skill_dir / weights_rel)
+    atomic_torch_save(innate_dataset_stats(stats, len(cfg.camera_names)), skill_dir / stats_rel)
     _validate_execution(execution, skill_dir)
     backup = None
     if meta_path.is_file():

@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lerobot_bridge.atomic_io import atomic_write_text
+
 STATUSES = ("running", "completed", "failed", "interrupted")
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def sha256_file(path: str | Path, block: int = 1 << 20) -> str:

@@ -8,13 +8,14 @@ Text uses a built-in 3x5 pixel font scaled 2x: enough for titles, a legend and t
 from __future__ import annotations
 
 import math
-import os
 import struct
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from lerobot_bridge.atomic_io import atomic_write_bytes
 
 Series = tuple[Sequence[float], Sequence[float]]  # (steps, values)
 
@@ -174,8 +175,4 @@ def decode_png(data: bytes) -> np.ndarray:
 
 def write_loss_curves(path: str | Path, history: dict[str, dict[str, Series]]) -> None:
     """Write the PNG atomically. history: {"l1": {"train": (steps, values), "val": ...}, ...}."""
-    path = Path(path)
-    data = encode_png(render_loss_curves(history))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, encode_png(render_loss_curves(history)))

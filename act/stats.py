@@ -16,12 +16,13 @@ Two things upstream gets subtly wrong or leaves open, handled here:
 from __future__ import annotations
 
 import io
-import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from lerobot_bridge.atomic_io import atomic_write_bytes
 
 STATS_FILE_NAME = "dataset_stats.pkl"
 STATS_KEYS = ("action_mean", "action_std", "qpos_mean", "qpos_std", "example_qpos")
@@ -83,14 +84,7 @@ def dumps_stats(stats: dict) -> bytes:
 
 def save_stats(stats: dict, path: str | Path) -> None:
     """Write the pickle atomically (temporary name in the same directory, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    try:
-        tmp.write_bytes(dumps_stats(stats))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(path, dumps_stats(stats))
 
 
 _SAFE_BUILTINS = frozenset({"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool",

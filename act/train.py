@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from act.checkpoint import atomic_torch_save
 from act.config import ACTConfig
 from act.data import (
     ACTEpisodeDataset,
@@ -38,8 +38,9 @@ from act.data import (
     validation_samples,
 )
 from act.distributed import DistContext
-from act.manifest import Manifest, atomic_write_text, now_iso
+from act.manifest import Manifest, now_iso
 from act.plot import write_loss_curves
+from lerobot_bridge.atomic_io import atomic_write_text
 
 log = logging.getLogger("train_act")
 
@@ -130,13 +131,6 @@ class StopFlag:
 
 # --------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def resolve_amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:

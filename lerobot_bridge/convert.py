@@ -14,7 +14,6 @@ import json
 import logging
 import multiprocessing
 import os
-import re
 import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lerobot_bridge.atomic_io import atomic_write_json
 from lerobot_bridge.dataset import (
     ACTION_KEY,
     STATE_KEY,
@@ -34,7 +34,7 @@ from lerobot_bridge.dataset import (
     select_cameras,
 )
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.hdf5_writer import EpisodeWriter
+from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.parquet_io import iter_episode_images, read_episode_rows
 from lerobot_bridge.types import ConversionResult, EpisodeReport
 from lerobot_bridge.video import SegmentReader
@@ -404,7 +404,7 @@ def convert_dataset(
             job.output_path.unlink(missing_ok=True)
         (out / "conversion.json").unlink(missing_ok=True)
         raise
-    _remove_stale(out, len(jobs))
+    remove_stale_episodes(out, len(jobs))
 
     result = ConversionResult(
         input_kind="lerobot",
@@ -434,7 +434,7 @@ def convert_dataset(
             "decoder_threads_per_worker": threads,
         },
     )
-    _write_json_atomic(out / "conversion.json", result.to_dict())
+    atomic_write_json(out / "conversion.json", result.to_dict())
     log.info(
         "converted %d episodes, %d -> %d frames in %.1f s",
         len(reports),
@@ -495,22 +495,3 @@ def _run_jobs(jobs: list[EpisodeJob], n_workers: int, progress: bool | None) -> 
             bar.close()
     return sorted(reports, key=lambda r: r.output_index)
 
-
-_EPISODE_FILE = re.compile(r"^episode_(\d+)\.hdf5$")
-_TEMP_FILE = re.compile(r"^\.episode_\d+\.hdf5\.tmp-\d+$")
-
-
-def _remove_stale(out: Path, count: int) -> None:
-    """Episode files beyond this conversion's count (from an earlier, larger run) and temporaries
-    of crashed runs would be mixed into training by anyone who globs the folder."""
-    for path in out.iterdir():
-        m = _EPISODE_FILE.match(path.name)
-        if (m and int(m.group(1)) >= count) or _TEMP_FILE.match(path.name):
-            log.info("removing stale %s", path)
-            path.unlink()
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)

@@ -14,15 +14,20 @@ over `path` only when every dataset is complete: a crash never leaves a valid-lo
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
+import re
 import threading
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from lerobot_bridge.atomic_io import temp_path
 from lerobot_bridge.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 _STOP = object()
 
@@ -55,7 +60,7 @@ class EpisodeWriter:
             raise ValueError(f"an episode needs at least one frame, got num_frames={num_frames}")
         self.path = Path(path)
         self.num_frames = num_frames
-        self.tmp_path = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp_path = temp_path(self.path)
         self._file = h5py.File(self.tmp_path, "w")
         self._file.attrs["sim"] = bool(sim)
         for key, value in (attrs or {}).items():
@@ -204,3 +209,17 @@ class EpisodeWriter:
             self.close()
         else:
             self.abort()
+
+
+_EPISODE_FILE = re.compile(r"^episode_(\d+)\.hdf5$")
+_TEMP_FILE = re.compile(r"^\.episode_\d+\.hdf5\.tmp-\d+$")  # EpisodeWriter's temporaries
+
+
+def remove_stale_episodes(folder: Path, count: int) -> None:
+    """Remove `episode_{i}.hdf5` with i >= count (from an earlier, larger run) and temporaries
+    of crashed runs: anyone who globs the folder would mix them into training."""
+    for path in folder.iterdir():
+        m = _EPISODE_FILE.match(path.name)
+        if (m and int(m.group(1)) >= count) or _TEMP_FILE.match(path.name):
+            log.info("removing stale %s", path)
+            path.unlink()

@@ -63,9 +63,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lerobot_bridge.convert import _remove_stale, _write_json_atomic, idle_range
+from lerobot_bridge.atomic_io import atomic_write_json
+from lerobot_bridge.convert import idle_range
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.hdf5_writer import EpisodeWriter
+from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.types import ConversionResult, EpisodeReport
 
 # Training Manager / Innate trainer hyperparameter names -> our CLI's names. Innate's
@@ -597,7 +598,7 @@ def convert_innate(
             )
     if bar is not None:
         bar.close()
-    _remove_stale(out, len(episodes))
+    remove_stale_episodes(out, len(episodes))
 
     h, w = image_size or first.image_shape
     options = dict(
@@ -650,7 +651,7 @@ def convert_innate(
             "options": options,
         },
     )
-    _write_json_atomic(out / "conversion.json", result.to_dict())
+    atomic_write_json(out / "conversion.json", result.to_dict())
     log.info(
         "converted %d episodes, %d -> %d frames in %.1f s",
         len(reports),
