@@ -12,9 +12,10 @@
 # Build arguments (all optional):
 #   BASE_IMAGE        any Debian bookworm image; Python is Debian's python3 (3.11) in every case, so
 #                     the CI build and the GPU build differ only in where the same base came from.
-#   TORCH_VERSION     pinned torch; with TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cu126)
-#                     to pick another CUDA build for older drivers. A torch wheel of that version in
-#                     ./wheels (CI: the CPU wheel) wins over the index.
+#   TORCH_VERSION     pinned torch (default: the package index's CUDA build). TORCH_INDEX_URL adds
+#                     PyTorch's index for another CUDA build, e.g. https://download.pytorch.org/whl/cu128
+#                     for an older driver (pick one that pytorch.org lists for this version). A local
+#                     build of that version in ./wheels (CI: torch-2.13.0+cpu) wins over the index.
 #   BACKBONE_WEIGHTS  imagenet (default): bake torchvision's ResNet18 ImageNet weights, SHA-256 checked;
 #                     none: no pretrained weights in the image (it says so in a label and an env var).
 #   VERSION, REVISION, SOURCE_URL: OCI labels.
@@ -81,13 +82,14 @@ RUN --mount=type=secret,id=pip_cert \
     && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
 # The project itself: no dependency resolution here (all pinned above), no build isolation (which would
-# fetch an unpinned setuptools). The copied source is removed again; only the installed package stays.
-COPY pyproject.toml README.md train_lerobot_to_act.py* /tmp/src/
+# fetch an unpinned setuptools). The CLI must import and answer --help, or the build fails here.
+COPY pyproject.toml README.md train_lerobot_to_act.py /tmp/src/
 COPY act /tmp/src/act
 COPY lerobot_bridge /tmp/src/lerobot_bridge
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /tmp/src \
     && pip check \
-    && rm -rf /tmp/src
+    && rm -rf /tmp/src \
+    && train-act --help >/dev/null
 
 # A fixed non-root user for the default case; any --user UID:GID works too, because nothing needs a
 # passwd entry: HOME and the caches live in /tmp, USER is set for getpass (torch's compile caches).
@@ -116,7 +118,8 @@ ENV PYTHONUNBUFFERED=1 \
     XDG_CACHE_HOME=/tmp/.cache \
     TORCH_HOME=/tmp/.cache/torch \
     ACT_INPUT_DIR=/data/input \
-    ACT_OUTPUT_DIR=/data/output
+    ACT_OUTPUT_DIR=/data/output \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 1000:1000
 WORKDIR /tmp
 ENTRYPOINT ["/usr/local/bin/train_act_entrypoint"]
