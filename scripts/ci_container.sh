@@ -28,7 +28,7 @@ need_free_gb=6
 
 t_start=$SECONDS
 stage() { printf '\n===== [ci_container %4ds] %s =====\n' "$((SECONDS - t_start))" "$*"; }
-# Prefix each line with the seconds since the stage began: where a slow build spends its time.
+# Prefix each line with the seconds since the command began: where a slow build spends its time.
 elapsed() {
     local t0=$SECONDS line
     while IFS= read -r line; do printf '%4ds| %s\n' "$((SECONDS - t0))" "$line"; done
