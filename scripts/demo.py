@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--codec", choices=["h264", "av1"], default="h264", help="video codec of the recorded dataset"
     )
-    p.add_argument("--steps", type=int, default=1500, help="optimizer steps")
-    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps")
+    p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--learning_rate", type=float, default=3e-4)
     p.add_argument("--chunk_size", type=int, default=20)
     p.add_argument("--seed", type=int, default=0, help="training seed")
@@ -87,6 +87,8 @@ def train_command(dataset: Path, output: Path, args: argparse.Namespace) -> list
         "--dec_layers", "1",
         "--nheads", "8",
         "--seed", str(args.seed),
+        "--val_ratio", "0.1",
+        "--val_interval", "10",
     ]
     # fmt: on
 

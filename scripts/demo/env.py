@@ -28,7 +28,13 @@ CAMERAS = ("top", "wrist")
 @dataclass(frozen=True)
 class ReachConfig:
     image_size: int = 64  # square images, even (yuv420p)
-    goal_radius_range: tuple[float, float] = (0.45, 0.85)  # goal's distance from the centre
+    # The goal is one of `num_goals` spots on a circle of radius `goal_distance` around the
+    # centre (0 = anywhere on the ring goal_radius_range). Eight discrete spots keep the task
+    # learnable by a tiny ACT in a few CPU minutes, and a policy that cannot see the goal
+    # succeeds at most 1 time in 8 (by committing to one spot), in practice never.
+    num_goals: int = 8
+    goal_distance: float = 0.65
+    goal_radius_range: tuple[float, float] = (0.45, 0.85)
     start_half_width: float = 0.25  # start position uniform in [-w, w]^2
     max_step: float = 0.1  # how far the point can move per step
     success_radius: float = 0.1  # success: final distance to the goal below this
@@ -43,8 +49,12 @@ class ReachEnv:
     def __init__(self, seed: int, cfg: ReachConfig | None = None):
         self.cfg = cfg or ReachConfig()
         rng = np.random.default_rng(seed)
-        angle = rng.uniform(0.0, 2.0 * np.pi)
-        distance = rng.uniform(*self.cfg.goal_radius_range)
+        if self.cfg.num_goals > 0:
+            angle = 2.0 * np.pi * int(rng.integers(self.cfg.num_goals)) / self.cfg.num_goals
+            distance = self.cfg.goal_distance
+        else:
+            angle = rng.uniform(0.0, 2.0 * np.pi)
+            distance = rng.uniform(*self.cfg.goal_radius_range)
         self.goal = np.array([np.cos(angle), np.sin(angle)], np.float32) * np.float32(distance)  # (2,)
         w = self.cfg.start_half_width
         self.start = rng.uniform(-w, w, size=2).astype(np.float32)  # (2,)
@@ -93,6 +103,7 @@ class ReachEnv:
             img = np.empty((self.cfg.image_size, self.cfg.image_size, 3), np.float32)
             img[:] = (40, 40, 48)
             if show_goal:
+                self._glow(img, self.goal, (230, 40, 40))
                 self._disk(img, self.goal, goal_r, (230, 40, 40), 1.0)
             self._disk(img, self.pos, point_r, (40, 220, 60), 1.0)
         elif camera == "wrist":
@@ -101,6 +112,7 @@ class ReachEnv:
             shade = (0.5 + 0.25 * self._y) * np.ones_like(self._x)  # (H, W) vertical gradient
             img[:] = shade[..., None] * np.array([60, 90, 160], np.float32)
             if show_goal:
+                self._glow(img, (self.goal - self.pos) / 2.0, (250, 220, 40))
                 self._disk(img, (self.goal - self.pos) / 2.0, goal_r, (250, 220, 40), 1.0)
             c, arm = self.cfg.image_size // 2, self.cfg.image_size // 16
             img[c - 1 : c + 1, c - arm : c + arm] = 255.0
@@ -108,6 +120,17 @@ class ReachEnv:
         else:
             raise KeyError(f"unknown camera {camera!r}; cameras are {CAMERAS}")
         return img.round().clip(0, 255).astype(np.uint8)
+
+    def _glow(
+        self, img: np.ndarray, centre: np.ndarray, colour, sigma: float = 0.35, strength: float = 0.5
+    ) -> None:
+        """A wide soft halo around the goal (a lit target). Every pixel's brightness then varies
+        smoothly with the goal's position, which a randomly initialized backbone with a stride-32
+        feature map (2x2 cells at 64 px) picks up far sooner than a few-pixel disk alone."""
+        d2 = (self._x - centre[0]) ** 2 + (self._y - centre[1]) ** 2  # (H, W)
+        alpha = (strength * np.exp(-d2 / (2.0 * sigma**2)))[..., None]  # (H, W, 1)
+        img *= 1.0 - alpha
+        img += alpha * np.asarray(colour, np.float32)
 
     def _disk(self, img: np.ndarray, centre: np.ndarray, radius: float, colour, opacity: float) -> None:
         """Anti-aliased disk (radius in [-1, 1] units): sub-pixel positions stay visible."""
