@@ -155,48 +155,38 @@ class ACTRunner:
 
 # --------------------------------------------------------------------------- replay CLI
 
-def read_episode(path: Path, camera_names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """An upstream ACT episode HDF5 -> qpos (T, D), images {cam: (T, H, W, 3)}, action (T, A)."""
+def replay(runner: ACTRunner, episode: Path, max_steps: int = 0) -> np.ndarray:
+    """Per-step |predicted - recorded| (T, A) over the episode.
+
+    Frames are read one step at a time: a whole camera of a long episode is gigabytes
+    (1800 x 480 x 640 x 3). The layout checks are the training loader's, so an episode that
+    replays is one that trains.
+    """
     import h5py
 
+    from act.data import read_episode_index
     from lerobot_bridge.errors import DatasetError
 
-    with h5py.File(path, "r") as f:
-        for field in ("/observations/qpos", "/action"):
-            if field not in f:
-                raise DatasetError(f"{path}: field {field} missing (expected upstream ACT's HDF5 layout)")
-        if f.attrs.get("compress", False):
-            raise DatasetError(f"{path}: attr compress=True (JPEG rows) is not supported; expected raw "
-                               f"(T, H, W, 3) uint8 images")
-        qpos = f["/observations/qpos"][()]
-        action = f["/action"][()]
-        images = {}
-        for cam in camera_names:
-            field = f"/observations/images/{cam}"
-            if field not in f:
-                have = list(f["/observations/images"].keys()) if "/observations/images" in f else []
-                raise DatasetError(f"{path}: field {field} missing (policy cameras {camera_names}; "
-                                   f"file has {have})")
-            images[cam] = f[field][()]
-    return qpos, images, action
-
-
-def replay(runner: ACTRunner, episode: Path, max_steps: int = 0) -> np.ndarray:
-    """Per-step |predicted - recorded| (T, A) over the episode."""
-    from lerobot_bridge.errors import DatasetError
-
-    qpos, images, action = read_episode(episode, runner.cfg.camera_names)
-    if qpos.ndim != 2 or qpos.shape[1] != runner.cfg.state_dim:
-        raise DatasetError(f"{episode}: /observations/qpos shape {qpos.shape}, "
-                           f"expected (T, {runner.cfg.state_dim})")
-    if action.ndim != 2 or action.shape[1] != runner.cfg.action_dim:
-        raise DatasetError(f"{episode}: /action shape {action.shape}, expected (T, {runner.cfg.action_dim})")
-    steps = len(qpos) if max_steps <= 0 else min(max_steps, len(qpos))
+    cfg = runner.cfg
+    index = read_episode_index([episode], cfg.camera_names)  # layout, T, image shapes and dtype
+    if index.state_dim != cfg.state_dim:
+        raise DatasetError(f"{episode}: /observations/qpos has {index.state_dim} columns, "
+                           f"expected (T, {cfg.state_dim})")
+    if index.action_dim != cfg.action_dim:
+        raise DatasetError(f"{episode}: /action has {index.action_dim} columns, "
+                           f"expected (T, {cfg.action_dim})")
+    steps = index.lengths[0] if max_steps <= 0 else min(max_steps, index.lengths[0])
     runner.reset()
-    errors = np.empty((steps, action.shape[1]), dtype=np.float64)
-    for t in range(steps):
-        pred = runner.act(qpos[t], {cam: images[cam][t] for cam in images})
-        errors[t] = np.abs(pred - action[t])
+    errors = np.empty((steps, cfg.action_dim), dtype=np.float64)
+    with h5py.File(episode, "r") as f:
+        if f.attrs.get("compress", False):
+            raise DatasetError(f"{episode}: attr compress=True (JPEG rows) is not supported; expected raw "
+                               f"(T, H, W, 3) uint8 images")
+        qpos, action = f["/observations/qpos"][()], f["/action"][()]  # (T, D), (T, A)
+        images = {cam: f[f"/observations/images/{cam}"] for cam in cfg.camera_names}  # (T, H, W, 3) each
+        for t in range(steps):
+            pred = runner.act(qpos[t], {cam: frames[t] for cam, frames in images.items()})
+            errors[t] = np.abs(pred - action[t])
     return errors
 
 
