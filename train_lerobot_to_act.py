@@ -231,67 +231,45 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int) -> LaunchPla
 # Conversion (once, reused when the input and options are unchanged)
 
 
-def input_fingerprint(input_dir: Path, options: dict) -> str:
-    """sha256 over every input file's relative path, size and mtime, plus the options."""
-    h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
-    for root, dirs, files in os.walk(input_dir):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(root) / name
-            st = path.stat()
-            h.update(f"{path.relative_to(input_dir)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
 def convert_input(args: argparse.Namespace, conv_dir: Path) -> tuple[object, bool]:
-    """ConversionResult for args.input_dir in conv_dir; reuses an earlier identical conversion."""
+    """ConversionResult for args.input_dir in conv_dir; reuses an earlier identical conversion.
+
+    The converter's own fingerprint decides: computed from the input's metadata before converting
+    and compared with the one in the conversion.json an earlier run left (written last, atomically).
+    """
+    from lerobot_bridge.innate import detect_input_kind
     from lerobot_bridge.types import ConversionResult
 
     input_dir = Path(args.input_dir)
     if not input_dir.is_dir():
         raise DatasetError(f"{input_dir}: input directory does not exist; mount or pass a LeRobot dataset "
                            "root (the folder holding meta/info.json) with --input_dir")
-    options = {k: getattr(args, k) for k in ("camera_keys", "camera_names", "episode_len", "idle_threshold",
-                                             "max_episodes")}
-    fingerprint = input_fingerprint(input_dir, options)
-    marker = conv_dir / "reuse.json"
-    if marker.exists():
-        try:
-            saved = json.loads(marker.read_text())
-            if saved.get("input_fingerprint") == fingerprint:
-                result = ConversionResult.from_dict(saved["result"])
-                if all(p.exists() for p in result.hdf5_paths):
-                    log.info("reusing the conversion in %s (input and options unchanged)", conv_dir)
-                    return result, True
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass
+    kind = detect_input_kind(input_dir)
+    options = {"episode_len": args.episode_len, "idle_threshold": args.idle_threshold,
+               "max_episodes": args.max_episodes, "camera_names": args.camera_names}
+    if kind == "lerobot":
+        from lerobot_bridge.convert import conversion_fingerprint, convert_dataset
+
+        options["camera_keys"] = args.camera_keys
+        fingerprint = conversion_fingerprint(input_dir, **options)
+    else:
+        from lerobot_bridge.innate import conversion_fingerprint, convert_innate
+
+        fingerprint = conversion_fingerprint(input_dir, **options)
+    try:
+        earlier = ConversionResult.from_dict(json.loads((conv_dir / "conversion.json").read_text()))
+        if earlier.fingerprint == fingerprint and all(p.exists() for p in earlier.hdf5_paths):
+            log.info("reusing the conversion in %s (input and options unchanged)", conv_dir)
+            return earlier, True
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        pass
     if conv_dir.exists():
         shutil.rmtree(conv_dir)
     conv_dir.mkdir(parents=True)
-    from lerobot_bridge.innate import detect_input_kind
-
-    kind = detect_input_kind(input_dir)
     if kind == "lerobot":
-        from lerobot_bridge.convert import convert_dataset
-
-        result = convert_dataset(
-            input_dir, conv_dir, camera_keys=args.camera_keys, camera_names=args.camera_names,
-            episode_len=args.episode_len, idle_threshold=args.idle_threshold, max_episodes=args.max_episodes,
-            workers=args.convert_workers,
-        )
-    else:
-        from lerobot_bridge.innate import convert_innate
-
-        log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", kind)
-        result = convert_innate(
-            input_dir, conv_dir, episode_len=args.episode_len, idle_threshold=args.idle_threshold,
-            max_episodes=args.max_episodes, camera_names=args.camera_names,
-        )
-    tmp = marker.with_name(".reuse.json.tmp")
-    tmp.write_text(json.dumps({"input_fingerprint": fingerprint, "options": options,
-                               "result": result.to_dict()}, indent=2, default=str))
-    os.replace(tmp, marker)
-    return result, False
+        return convert_dataset(input_dir, conv_dir, workers=args.convert_workers, **options), False
+    log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", kind)
+    return convert_innate(input_dir, conv_dir, **options), False
 
 
 # --------------------------------------------------------------------------------------------

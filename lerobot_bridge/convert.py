@@ -313,6 +313,51 @@ def fingerprint(dataset: LeRobotDataset, episodes: list[EpisodeMeta], options: d
     return h.hexdigest()
 
 
+def _plan(
+    input_dir: str | os.PathLike,
+    camera_keys: list[str] | None,
+    camera_names: list[str] | None,
+    episode_len: int,
+    idle_threshold: float,
+    max_episodes: int,
+) -> tuple[LeRobotDataset, dict[str, str], list[EpisodeMeta], dict]:
+    """Open and check the dataset: (dataset, cameras {key: ACT name}, episodes to convert, options)."""
+    if episode_len < 0 or max_episodes < 0 or idle_threshold < 0:
+        raise DatasetError(
+            f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
+            f"idle_threshold={idle_threshold}"
+        )
+    dataset = open_dataset(input_dir)
+    cameras = select_cameras(dataset, camera_keys, camera_names)
+    episodes = dataset.episodes[:max_episodes] if max_episodes else dataset.episodes
+    _check_files(dataset, episodes, cameras)
+    options = {
+        "camera_keys": list(cameras),
+        "camera_names": list(cameras.values()),
+        "episode_len": episode_len,
+        "idle_threshold": idle_threshold,
+        "max_episodes": max_episodes,
+    }
+    return dataset, cameras, episodes, options
+
+
+def conversion_fingerprint(
+    input_dir: str | os.PathLike,
+    *,
+    camera_keys: list[str] | None = None,
+    camera_names: list[str] | None = None,
+    episode_len: int = 0,
+    idle_threshold: float = 1e-4,
+    max_episodes: int = 0,
+) -> str:
+    """The `ConversionResult.fingerprint` that `convert_dataset` with these arguments returns, read
+    from the metadata without converting: equal to an earlier result's -> its output is reusable."""
+    dataset, _, episodes, options = _plan(
+        input_dir, camera_keys, camera_names, episode_len, idle_threshold, max_episodes
+    )
+    return fingerprint(dataset, episodes, options)
+
+
 def convert_dataset(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -338,22 +383,11 @@ def convert_dataset(
     run and conversion.json are removed, so a failed run never leaves a folder that looks complete.
     """
     t0 = time.perf_counter()
-    if episode_len < 0 or max_episodes < 0 or workers < 0 or idle_threshold < 0:
-        raise DatasetError(
-            f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
-            f"workers={workers}, idle_threshold={idle_threshold}"
-        )
-    dataset = open_dataset(input_dir)
-    cameras = select_cameras(dataset, camera_keys, camera_names)
-    episodes = dataset.episodes[:max_episodes] if max_episodes else dataset.episodes
-    _check_files(dataset, episodes, cameras)
-    options = {
-        "camera_keys": list(cameras),
-        "camera_names": list(cameras.values()),
-        "episode_len": episode_len,
-        "idle_threshold": idle_threshold,
-        "max_episodes": max_episodes,
-    }
+    if workers < 0:
+        raise DatasetError(f"options must be >= 0: workers={workers}")
+    dataset, cameras, episodes, options = _plan(
+        input_dir, camera_keys, camera_names, episode_len, idle_threshold, max_episodes
+    )
     fp = fingerprint(dataset, episodes, options)
 
     out = Path(output_dir)

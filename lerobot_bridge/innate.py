@@ -420,33 +420,39 @@ def _write_episode(
 # ---------------------------------------------------------------------------------------
 
 
-def convert_innate(
-    input_dir: str | Path,
-    output_dir: str | Path,
-    *,
-    keep_extra_action_columns: bool = True,
-    include_failures: bool = False,
-    episode_len: int = 0,
-    idle_threshold: float = 1e-4,
-    max_episodes: int = 0,
-    camera_keys: list[str] | None = None,
-    camera_names: list[str] | None = None,
-    color_order: str | None = None,
-    image_size: tuple[int, int] | None = None,
-    progress: bool | None = None,
-) -> ConversionResult:
-    """Convert an Innate skill directory or a folder of upstream-ACT episodes.
+@dataclass
+class _Plan:
+    """What convert_innate will convert, decided from the files' headers and metadata."""
 
-    Writes `output_dir/episode_{i}.hdf5` (i = 0.. in source episode order) and
-    `output_dir/conversion.json`, like `lerobot_bridge.convert.convert_dataset`.
-    camera_keys: cameras to keep, in order, by name ("camera_1") or HDF5 path; None = all,
-        main camera first. camera_names: the ACT names for them (default: the source names).
-    color_order: "bgr" or "rgb" for the source frames; None = "bgr" for Innate skills (both
-        layouts), "rgb" for plain upstream-ACT folders.
-    image_size: (height, width) to resize every frame to (area averaging); None keeps it.
-    progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
-    """
-    t0 = time.perf_counter()
+    root: Path
+    kind: str
+    color_order: str
+    meta_path: Path | None
+    meta: dict
+    total_episodes: int  # episode files found
+    skipped: list[int]  # source indices marked failed and left out
+    episodes: list[_Episode]  # to convert, in order; camera_keys narrowed to the kept cameras
+    keys: list[str]  # HDF5 paths of the kept cameras
+    camera_names: list[str]  # their ACT names
+    options: dict  # as recorded in conversion.json
+
+    def fingerprint(self) -> str:
+        return _fingerprint([ep.path for ep in self.episodes], self.options, self.meta_path)
+
+
+def _plan(
+    input_dir: str | Path,
+    *,
+    keep_extra_action_columns: bool,
+    include_failures: bool,
+    episode_len: int,
+    idle_threshold: float,
+    max_episodes: int,
+    camera_keys: list[str] | None,
+    camera_names: list[str] | None,
+    color_order: str | None,
+    image_size: tuple[int, int] | None,
+) -> _Plan:
     if episode_len < 0 or max_episodes < 0 or idle_threshold < 0:
         raise DatasetError(
             f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
@@ -509,6 +515,105 @@ def convert_innate(
             f"{first.path}: camera_names {camera_names} must be {len(source_names)} unique names, one per "
             f"camera kept ({source_names})"
         )
+
+    options = dict(
+        keep_extra_action_columns=keep_extra_action_columns,
+        include_failures=include_failures,
+        episode_len=episode_len,
+        idle_threshold=idle_threshold,
+        max_episodes=max_episodes,
+        camera_keys=keys,
+        camera_names=camera_names,
+        color_order=color_order,
+        image_size=list(image_size) if image_size else None,
+    )
+    return _Plan(
+        root=root,
+        kind=kind,
+        color_order=color_order,
+        meta_path=meta_path,
+        meta=meta,
+        total_episodes=len(files),
+        skipped=skipped,
+        episodes=episodes,
+        keys=keys,
+        camera_names=camera_names,
+        options=options,
+    )
+
+
+def conversion_fingerprint(
+    input_dir: str | Path,
+    *,
+    keep_extra_action_columns: bool = True,
+    include_failures: bool = False,
+    episode_len: int = 0,
+    idle_threshold: float = 1e-4,
+    max_episodes: int = 0,
+    camera_keys: list[str] | None = None,
+    camera_names: list[str] | None = None,
+    color_order: str | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> str:
+    """The `ConversionResult.fingerprint` that `convert_innate` with these arguments returns, read
+    from the files' headers without converting: equal to an earlier result's -> its output is reusable."""
+    return _plan(
+        input_dir,
+        keep_extra_action_columns=keep_extra_action_columns,
+        include_failures=include_failures,
+        episode_len=episode_len,
+        idle_threshold=idle_threshold,
+        max_episodes=max_episodes,
+        camera_keys=camera_keys,
+        camera_names=camera_names,
+        color_order=color_order,
+        image_size=image_size,
+    ).fingerprint()
+
+
+def convert_innate(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    keep_extra_action_columns: bool = True,
+    include_failures: bool = False,
+    episode_len: int = 0,
+    idle_threshold: float = 1e-4,
+    max_episodes: int = 0,
+    camera_keys: list[str] | None = None,
+    camera_names: list[str] | None = None,
+    color_order: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    progress: bool | None = None,
+) -> ConversionResult:
+    """Convert an Innate skill directory or a folder of upstream-ACT episodes.
+
+    Writes `output_dir/episode_{i}.hdf5` (i = 0.. in source episode order) and
+    `output_dir/conversion.json`, like `lerobot_bridge.convert.convert_dataset`.
+    camera_keys: cameras to keep, in order, by name ("camera_1") or HDF5 path; None = all,
+        main camera first. camera_names: the ACT names for them (default: the source names).
+    color_order: "bgr" or "rgb" for the source frames; None = "bgr" for Innate skills (both
+        layouts), "rgb" for plain upstream-ACT folders.
+    image_size: (height, width) to resize every frame to (area averaging); None keeps it.
+    progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
+    """
+    t0 = time.perf_counter()
+    plan = _plan(
+        input_dir,
+        keep_extra_action_columns=keep_extra_action_columns,
+        include_failures=include_failures,
+        episode_len=episode_len,
+        idle_threshold=idle_threshold,
+        max_episodes=max_episodes,
+        camera_keys=camera_keys,
+        camera_names=camera_names,
+        color_order=color_order,
+        image_size=image_size,
+    )
+    root, kind, color_order = plan.root, plan.kind, plan.color_order
+    meta_path, meta, skipped = plan.meta_path, plan.meta, plan.skipped
+    episodes, keys, camera_names = plan.episodes, plan.keys, plan.camera_names
+    first = episodes[0]
 
     with_extra = [ep.has_extra_columns for ep in episodes]
     extra_found = all(with_extra)
@@ -601,17 +706,6 @@ def convert_innate(
     remove_stale_episodes(out, len(episodes))
 
     h, w = image_size or first.image_shape
-    options = dict(
-        keep_extra_action_columns=keep_extra_action_columns,
-        include_failures=include_failures,
-        episode_len=episode_len,
-        idle_threshold=idle_threshold,
-        max_episodes=max_episodes,
-        camera_keys=keys,
-        camera_names=camera_names,
-        color_order=color_order,
-        image_size=list(image_size) if image_size else None,
-    )
     result = ConversionResult(
         input_kind=kind,
         input_dir=str(root.absolute()),
@@ -624,7 +718,7 @@ def convert_innate(
         state_names=None,
         action_names=None,
         episodes=reports,
-        fingerprint=_fingerprint([p for _, p in selected], options, meta_path),
+        fingerprint=plan.fingerprint(),
         tasks=[root.name],
         total_frames_in=sum(r.frames_in for r in reports),
         total_frames_out=sum(r.frames_out for r in reports),
@@ -647,8 +741,8 @@ def convert_innate(
             "dataset_metadata": str(meta_path) if meta_path else None,
             "fps_source": fps_source,
             "skill_metadata": str(root / "metadata.json") if (root / "metadata.json").is_file() else None,
-            "total_episodes_in_source": len(files),
-            "options": options,
+            "total_episodes_in_source": plan.total_episodes,
+            "options": plan.options,
         },
     )
     atomic_write_json(out / "conversion.json", result.to_dict())

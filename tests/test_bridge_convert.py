@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from lerobot_bridge.convert import convert_dataset
+from lerobot_bridge.convert import conversion_fingerprint, convert_dataset
 from lerobot_bridge.types import ConversionResult
 
 FIXTURES = [
@@ -153,6 +153,9 @@ def test_fingerprint_tracks_content_and_options(fixtures_dir, converted, tmp_pat
         fixtures_dir / "so100_v30_video", tmp_path / "b", workers=1, progress=False, max_episodes=1
     )
     assert same.fingerprint == again.fingerprint
+    # what the training CLI computes before converting, to reuse an earlier conversion
+    assert conversion_fingerprint(fixtures_dir / "so100_v30_video", max_episodes=1) == same.fingerprint
+    assert conversion_fingerprint(fixtures_dir / "so100_v30_video", max_episodes=2) != same.fingerprint
     assert ConversionResult.from_dict(json.loads((tmp_path / "b" / "conversion.json").read_text())) == same
 
 

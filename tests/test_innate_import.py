@@ -19,6 +19,7 @@ import pytest
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.innate import (
     area_weights,
+    conversion_fingerprint,
     convert_innate,
     detect_input_kind,
     has_extra_action_columns,
@@ -236,6 +237,10 @@ def test_camera_selection_conversion_json_and_stale_files(tmp_path):
         "episode_1.hdf5",
     ]  # no stale 2
     assert res.cameras == {"observations/images/camera_2": "arm"}
+    # the fingerprint the training CLI computes before converting, to reuse an earlier conversion
+    same = dict(idle_threshold=0, max_episodes=2, camera_keys=["camera_2"], camera_names=["arm"])
+    assert conversion_fingerprint(skill, **same) == res.fingerprint
+    assert conversion_fingerprint(skill, **{**same, "max_episodes": 3}) != res.fingerprint
     saved = json.loads((out / "conversion.json").read_text())
     assert saved["extra"]["options"]["camera_keys"] == ["observations/images/camera_2"]
     assert saved["episodes"][1]["source_index"] == 1 and saved["input_kind"] == "innate"
