@@ -246,11 +246,11 @@ def convert_input(args: argparse.Namespace, conv_dir: Path) -> tuple[object, boo
                            "root (the folder holding meta/info.json) with --input_dir")
     kind = detect_input_kind(input_dir)
     options = {"episode_len": args.episode_len, "idle_threshold": args.idle_threshold,
-               "max_episodes": args.max_episodes, "camera_names": args.camera_names}
+               "max_episodes": args.max_episodes, "camera_keys": args.camera_keys,
+               "camera_names": args.camera_names}
     if kind == "lerobot":
         from lerobot_bridge.convert import conversion_fingerprint, convert_dataset
 
-        options["camera_keys"] = args.camera_keys
         fingerprint = conversion_fingerprint(input_dir, **options)
     else:
         from lerobot_bridge.innate import conversion_fingerprint, convert_innate

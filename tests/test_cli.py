@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 import train_lerobot_to_act as cli
@@ -114,3 +116,21 @@ def test_innate_training_manager_names_are_aliases(tmp_path, capsys):
     assert rc == 2 and "does not exist" in capsys.readouterr().err
     args = json.loads((out / "manifest.json").read_text())["arguments"]
     assert (args["num_epochs"], args["steps"], args["lr_backbone"]) == (0, 5, 1e-6)
+
+
+def test_innate_input_keeps_the_cameras_named_by_camera_keys(tmp_path):
+    """--camera_keys reaches the Innate importer (camera names or HDF5 paths), and an unchanged
+    second call reuses the conversion through the importer's fingerprint."""
+    from test_innate_import import write_skill
+
+    src = write_skill(tmp_path / "skill", "observations", [9, 9])
+    args = cli.build_parser().parse_args(["--input_dir", str(tmp_path / "skill"), "--gpus", "cpu",
+                                          "--camera_keys", "camera_2", "--camera_names", "arm"])
+    cli.validate_args(args, 0)
+    result, reused = cli.convert_input(args, tmp_path / "conv")
+    assert not reused and result.cameras == {"observations/images/camera_2": "arm"}
+    with h5py.File(result.hdf5_paths[1], "r") as f:
+        assert list(f["observations/images"]) == ["arm"]
+        np.testing.assert_array_equal(f["observations/images/arm"][()], src[1]["frames"]["b"][..., ::-1])
+    again, reused = cli.convert_input(args, tmp_path / "conv")
+    assert reused and again == result
