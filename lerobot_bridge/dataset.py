@@ -36,11 +36,6 @@ class CameraFeature:
     width: int | None
     codec: str | None  # video.codec from the feature's info block, if any
 
-    @property
-    def act_name(self) -> str:
-        """Upstream ACT camera name: the last dotted part (`observation.images.cam_high` -> `cam_high`)."""
-        return self.key.split(".")[-1]
-
 
 @dataclass(frozen=True)
 class VideoSegment:

@@ -163,9 +163,6 @@ class EpisodeWriter:
             self._thread.join()
             self._thread = None
 
-    def frames_written(self, camera: str) -> int:
-        return self._queued.get(camera, 0)
-
     # -- finishing ----------------------------------------------------------------------------
 
     def close(self) -> Path:
