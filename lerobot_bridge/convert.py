@@ -468,48 +468,17 @@ def convert_dataset(
             "decoder_threads_per_worker": threads,
         },
     )
-    atomic_write_json(out / "conversion.json", result.to_dict())
-    log.info(
-        "converted %d episodes, %d -> %d frames in %.1f s",
-        len(reports),
-        result.total_frames_in,
-        result.total_frames_out,
-        result.seconds,
-    )
+    save_result(result)
     return result
 
 
 def _run_jobs(jobs: list[EpisodeJob], n_workers: int, progress: bool | None) -> list[EpisodeReport]:
-    use_bar = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if use_bar:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), unit="episode", desc="converting", dynamic_ncols=True)
-
-    def done(report: EpisodeReport) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(frames=report.frames_out)
-        else:
-            log.info(
-                "episode %d/%d (source %d): %d -> %d frames (idle trimmed %d+%d) in %.2f s",
-                report.output_index + 1,
-                len(jobs),
-                report.source_index,
-                report.frames_in,
-                report.frames_out,
-                report.idle_trimmed_start,
-                report.idle_trimmed_end,
-                report.seconds,
-            )
-
     reports: list[EpisodeReport] = []
-    try:
+    with EpisodeProgress(len(jobs), progress) as bar:
         if n_workers == 1:
             for job in jobs:
                 reports.append(convert_episode(job))
-                done(reports[-1])
+                bar.done(reports[-1])
         else:
             # spawn: PyAV/FFmpeg and h5py are not fork-safe.
             ctx = multiprocessing.get_context("spawn")
@@ -523,9 +492,55 @@ def _run_jobs(jobs: list[EpisodeJob], n_workers: int, progress: bool | None) -> 
                                 other.cancel()
                             raise fut.exception()
                         reports.append(fut.result())
-                        done(reports[-1])
-    finally:
-        if bar is not None:
-            bar.close()
+                        bar.done(reports[-1])
     return sorted(reports, key=lambda r: r.output_index)
 
+
+class EpisodeProgress:
+    """Progress over converted episodes, for every converter: a tqdm bar (progress=True), a log
+    line per episode (False), or None = a bar only on a terminal."""
+
+    def __init__(self, total: int, progress: bool | None) -> None:
+        self.total = total
+        self.bar = None
+        if sys.stderr.isatty() if progress is None else progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="episode", desc="converting", dynamic_ncols=True)
+
+    def done(self, report: EpisodeReport) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(frames=report.frames_out)
+            return
+        log.info(
+            "episode %d/%d (source %d): %d -> %d frames (idle trimmed %d+%d) in %.2f s",
+            report.output_index + 1,
+            self.total,
+            report.source_index,
+            report.frames_in,
+            report.frames_out,
+            report.idle_trimmed_start,
+            report.idle_trimmed_end,
+            report.seconds,
+        )
+
+    def __enter__(self) -> EpisodeProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def save_result(result: ConversionResult) -> None:
+    """Write `conversion.json` in the output folder, last: a folder holding one is complete, and
+    its fingerprint says for which input and options (see `conversion_fingerprint`)."""
+    atomic_write_json(Path(result.output_dir) / "conversion.json", result.to_dict())
+    log.info(
+        "converted %d episodes, %d -> %d frames in %.1f s",
+        len(result.episodes),
+        result.total_frames_in,
+        result.total_frames_out,
+        result.seconds,
+    )

@@ -55,7 +55,6 @@ import hashlib
 import json
 import logging
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +62,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lerobot_bridge.atomic_io import atomic_write_json
-from lerobot_bridge.convert import idle_range
+from lerobot_bridge.convert import EpisodeProgress, idle_range, save_result
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.types import ConversionResult, EpisodeReport
@@ -643,66 +641,45 @@ def convert_innate(
     )
     if skipped:
         log.info("skipping %d episodes marked failed in %s: %s", len(skipped), meta_path, skipped)
-    use_bar = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if use_bar:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(episodes), unit="episode", desc="converting", dynamic_ncols=True)
     reports: list[EpisodeReport] = []
-    for out_index, ep in enumerate(episodes):
-        te = time.perf_counter()
-        with h5py.File(ep.path, "r") as f:
-            robot_action = f[ep.action_key][:, :robot_cols]
-        start, end = idle_range(robot_action, idle_threshold)
-        rows, padded, truncated = _source_rows(start, end, episode_len)
-        _write_episode(
-            ep,
-            out / f"episode_{out_index}.hdf5",
-            camera_names,
-            action_cols=slice(0, action_dim),
-            rows=rows,
-            bgr_to_rgb=color_order == "bgr",
-            image_size=image_size,
-            attrs={
-                "source_file": str(ep.path),
-                "source_episode_index": ep.index,
-                "source_layout": ep.layout,
-                "fps": fps,
-                "input_kind": kind,
-            },
-        )
-        reports.append(
-            EpisodeReport(
-                output_index=out_index,
-                source_index=ep.index,
-                task=root.name,
-                frames_in=ep.length,
-                frames_out=int(rows.size),
-                idle_trimmed_start=start,
-                idle_trimmed_end=ep.length - end,
-                padded=padded,
-                truncated=truncated,
-                seconds=time.perf_counter() - te,
+    with EpisodeProgress(len(episodes), progress) as bar:
+        for out_index, ep in enumerate(episodes):
+            te = time.perf_counter()
+            with h5py.File(ep.path, "r") as f:
+                robot_action = f[ep.action_key][:, :robot_cols]
+            start, end = idle_range(robot_action, idle_threshold)
+            rows, padded, truncated = _source_rows(start, end, episode_len)
+            _write_episode(
+                ep,
+                out / f"episode_{out_index}.hdf5",
+                camera_names,
+                action_cols=slice(0, action_dim),
+                rows=rows,
+                bgr_to_rgb=color_order == "bgr",
+                image_size=image_size,
+                attrs={
+                    "source_file": str(ep.path),
+                    "source_episode_index": ep.index,
+                    "source_layout": ep.layout,
+                    "fps": fps,
+                    "input_kind": kind,
+                },
             )
-        )
-        r = reports[-1]
-        if bar is not None:
-            bar.update(1)
-        else:
-            log.info(
-                "episode %d/%d (source %d): %d -> %d frames (idle trimmed %d+%d) in %.2f s",
-                out_index + 1,
-                len(episodes),
-                r.source_index,
-                r.frames_in,
-                r.frames_out,
-                r.idle_trimmed_start,
-                r.idle_trimmed_end,
-                r.seconds,
+            reports.append(
+                EpisodeReport(
+                    output_index=out_index,
+                    source_index=ep.index,
+                    task=root.name,
+                    frames_in=ep.length,
+                    frames_out=int(rows.size),
+                    idle_trimmed_start=start,
+                    idle_trimmed_end=ep.length - end,
+                    padded=padded,
+                    truncated=truncated,
+                    seconds=time.perf_counter() - te,
+                )
             )
-    if bar is not None:
-        bar.close()
+            bar.done(reports[-1])
     remove_stale_episodes(out, len(episodes))
 
     h, w = image_size or first.image_shape
@@ -745,14 +722,7 @@ def convert_innate(
             "options": plan.options,
         },
     )
-    atomic_write_json(out / "conversion.json", result.to_dict())
-    log.info(
-        "converted %d episodes, %d -> %d frames in %.1f s",
-        len(reports),
-        result.total_frames_in,
-        result.total_frames_out,
-        result.seconds,
-    )
+    save_result(result)
     return result
 
 
