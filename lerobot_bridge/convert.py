@@ -432,11 +432,7 @@ def convert_dataset(
     try:
         reports = _run_jobs(jobs, n_workers, progress)
     except BaseException:
-        # Episodes already rewritten plus older ones would make a folder that looks complete but
-        # mixes runs (or lacks episodes): remove this run's outputs and the completion record.
-        for job in jobs:
-            job.output_path.unlink(missing_ok=True)
-        (out / "conversion.json").unlink(missing_ok=True)
+        discard_outputs(out, len(jobs))
         raise
     remove_stale_episodes(out, len(jobs))
 
@@ -531,6 +527,14 @@ class EpisodeProgress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def discard_outputs(out: Path, count: int) -> None:
+    """After a failed run, remove its `episode_{i}.hdf5` (i < count) and `conversion.json`: episodes
+    already rewritten plus older ones would make a folder that looks complete but mixes runs."""
+    for i in range(count):
+        (out / f"episode_{i}.hdf5").unlink(missing_ok=True)
+    (out / "conversion.json").unlink(missing_ok=True)
 
 
 def save_result(result: ConversionResult) -> None:

@@ -62,7 +62,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lerobot_bridge.convert import EpisodeProgress, idle_range, save_result
+from lerobot_bridge.convert import EpisodeProgress, discard_outputs, idle_range, save_result
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.types import ConversionResult, EpisodeReport
@@ -642,44 +642,51 @@ def convert_innate(
     if skipped:
         log.info("skipping %d episodes marked failed in %s: %s", len(skipped), meta_path, skipped)
     reports: list[EpisodeReport] = []
-    with EpisodeProgress(len(episodes), progress) as bar:
-        for out_index, ep in enumerate(episodes):
-            te = time.perf_counter()
-            with h5py.File(ep.path, "r") as f:
-                robot_action = f[ep.action_key][:, :robot_cols]
-            start, end = idle_range(robot_action, idle_threshold)
-            rows, padded, truncated = _source_rows(start, end, episode_len)
-            _write_episode(
-                ep,
-                out / f"episode_{out_index}.hdf5",
-                camera_names,
-                action_cols=slice(0, action_dim),
-                rows=rows,
-                bgr_to_rgb=color_order == "bgr",
-                image_size=image_size,
-                attrs={
-                    "source_file": str(ep.path),
-                    "source_episode_index": ep.index,
-                    "source_layout": ep.layout,
-                    "fps": fps,
-                    "input_kind": kind,
-                },
-            )
-            reports.append(
-                EpisodeReport(
-                    output_index=out_index,
-                    source_index=ep.index,
-                    task=root.name,
-                    frames_in=ep.length,
-                    frames_out=int(rows.size),
-                    idle_trimmed_start=start,
-                    idle_trimmed_end=ep.length - end,
-                    padded=padded,
-                    truncated=truncated,
-                    seconds=time.perf_counter() - te,
+    try:
+        with EpisodeProgress(len(episodes), progress) as bar:
+            for out_index, ep in enumerate(episodes):
+                te = time.perf_counter()
+                with h5py.File(ep.path, "r") as f:
+                    robot_action = f[ep.action_key][:, :robot_cols]
+                start, end = idle_range(robot_action, idle_threshold)
+                rows, padded, truncated = _source_rows(start, end, episode_len)
+                _write_episode(
+                    ep,
+                    out / f"episode_{out_index}.hdf5",
+                    camera_names,
+                    action_cols=slice(0, action_dim),
+                    rows=rows,
+                    bgr_to_rgb=color_order == "bgr",
+                    image_size=image_size,
+                    attrs={
+                        "source_file": str(ep.path),
+                        "source_episode_index": ep.index,
+                        "source_layout": ep.layout,
+                        "fps": fps,
+                        "input_kind": kind,
+                    },
                 )
-            )
-            bar.done(reports[-1])
+                reports.append(
+                    EpisodeReport(
+                        output_index=out_index,
+                        source_index=ep.index,
+                        task=root.name,
+                        frames_in=ep.length,
+                        frames_out=int(rows.size),
+                        idle_trimmed_start=start,
+                        idle_trimmed_end=ep.length - end,
+                        padded=padded,
+                        truncated=truncated,
+                        seconds=time.perf_counter() - te,
+                    )
+                )
+                bar.done(reports[-1])
+    except BaseException as err:
+        discard_outputs(out, len(episodes))
+        if isinstance(err, Exception) and not isinstance(err, DatasetError):
+            # h5py's read errors do not say which file (a corrupt chunk, a file cut short)
+            raise RuntimeError(f"{ep.path}: {type(err).__name__}: {err}") from err
+        raise
     remove_stale_episodes(out, len(episodes))
 
     h, w = image_size or first.image_shape

@@ -343,3 +343,26 @@ def test_rewrite_innate_args():
         "30",
     ]
     assert rewrite_innate_args(["--input_dir", "x"]) == ["--input_dir", "x"]
+
+
+def test_a_failed_conversion_leaves_no_complete_looking_folder(tmp_path):
+    """An unreadable chunk in episode 1 (a real HDF5 read error while writing, after every header
+    checked out): the error names the file, and the folder keeps neither this run's episode 0
+    nor the earlier run's conversion.json."""
+    skill = tmp_path / "skill"
+    write_skill(skill, "observations", [9, 9])
+    out = tmp_path / "out"
+    convert_innate(skill, out, idle_threshold=0)
+    bad = skill / "data" / "episode_1.h5"
+    with h5py.File(bad, "a") as f:
+        frames = f["observations/images/camera_1"][()]
+        del f["observations/images/camera_1"]
+        ds = f.create_dataset("observations/images/camera_1", data=frames, chunks=(1, *frames.shape[1:]),
+                              compression="gzip")
+        chunk = ds.id.get_chunk_info(0)
+    with open(bad, "r+b") as raw:
+        raw.seek(chunk.byte_offset)
+        raw.write(b"\xff" * chunk.size)
+    with pytest.raises(RuntimeError, match=str(bad)):
+        convert_innate(skill, out, idle_threshold=0)
+    assert sorted(p.name for p in out.iterdir()) == []
