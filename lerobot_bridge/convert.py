@@ -315,11 +315,12 @@ def fingerprint(dataset: LeRobotDataset, episodes: list[EpisodeMeta], options: d
 
 def _plan(
     input_dir: str | os.PathLike,
-    camera_keys: list[str] | None,
-    camera_names: list[str] | None,
-    episode_len: int,
-    idle_threshold: float,
-    max_episodes: int,
+    *,
+    camera_keys: list[str] | None = None,
+    camera_names: list[str] | None = None,
+    episode_len: int = 0,
+    idle_threshold: float = 1e-4,
+    max_episodes: int = 0,
 ) -> tuple[LeRobotDataset, dict[str, str], list[EpisodeMeta], dict]:
     """Open and check the dataset: (dataset, cameras {key: ACT name}, episodes to convert, options)."""
     if episode_len < 0 or max_episodes < 0 or idle_threshold < 0:
@@ -341,21 +342,12 @@ def _plan(
     return dataset, cameras, episodes, options
 
 
-def conversion_fingerprint(
-    input_dir: str | os.PathLike,
-    *,
-    camera_keys: list[str] | None = None,
-    camera_names: list[str] | None = None,
-    episode_len: int = 0,
-    idle_threshold: float = 1e-4,
-    max_episodes: int = 0,
-) -> str:
-    """The `ConversionResult.fingerprint` that `convert_dataset` with these arguments returns, read
-    from the metadata without converting: equal to an earlier result's -> its output is reusable."""
-    dataset, _, episodes, options = _plan(
-        input_dir, camera_keys, camera_names, episode_len, idle_threshold, max_episodes
-    )
-    return fingerprint(dataset, episodes, options)
+def conversion_fingerprint(input_dir: str | os.PathLike, **options) -> str:
+    """The `ConversionResult.fingerprint` that `convert_dataset(input_dir, out, **options)` returns
+    (options: its keyword arguments but `workers` and `progress`, which do not change the output),
+    read from the metadata without converting: equal to an earlier result's -> that output is reusable."""
+    dataset, _, episodes, recorded = _plan(input_dir, **options)
+    return fingerprint(dataset, episodes, recorded)
 
 
 def convert_dataset(
@@ -386,7 +378,12 @@ def convert_dataset(
     if workers < 0:
         raise DatasetError(f"options must be >= 0: workers={workers}")
     dataset, cameras, episodes, options = _plan(
-        input_dir, camera_keys, camera_names, episode_len, idle_threshold, max_episodes
+        input_dir,
+        camera_keys=camera_keys,
+        camera_names=camera_names,
+        episode_len=episode_len,
+        idle_threshold=idle_threshold,
+        max_episodes=max_episodes,
     )
     fp = fingerprint(dataset, episodes, options)
 

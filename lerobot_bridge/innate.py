@@ -441,16 +441,17 @@ class _Plan:
 def _plan(
     input_dir: str | Path,
     *,
-    keep_extra_action_columns: bool,
-    include_failures: bool,
-    episode_len: int,
-    idle_threshold: float,
-    max_episodes: int,
-    camera_keys: list[str] | None,
-    camera_names: list[str] | None,
-    color_order: str | None,
-    image_size: tuple[int, int] | None,
+    keep_extra_action_columns: bool = True,
+    include_failures: bool = False,
+    episode_len: int = 0,
+    idle_threshold: float = 1e-4,
+    max_episodes: int = 0,
+    camera_keys: list[str] | None = None,
+    camera_names: list[str] | None = None,
+    color_order: str | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> _Plan:
+    """Check the input and decide what to convert; the arguments are convert_innate's."""
     if episode_len < 0 or max_episodes < 0 or idle_threshold < 0:
         raise DatasetError(
             f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
@@ -540,33 +541,11 @@ def _plan(
     )
 
 
-def conversion_fingerprint(
-    input_dir: str | Path,
-    *,
-    keep_extra_action_columns: bool = True,
-    include_failures: bool = False,
-    episode_len: int = 0,
-    idle_threshold: float = 1e-4,
-    max_episodes: int = 0,
-    camera_keys: list[str] | None = None,
-    camera_names: list[str] | None = None,
-    color_order: str | None = None,
-    image_size: tuple[int, int] | None = None,
-) -> str:
-    """The `ConversionResult.fingerprint` that `convert_innate` with these arguments returns, read
-    from the files' headers without converting: equal to an earlier result's -> its output is reusable."""
-    return _plan(
-        input_dir,
-        keep_extra_action_columns=keep_extra_action_columns,
-        include_failures=include_failures,
-        episode_len=episode_len,
-        idle_threshold=idle_threshold,
-        max_episodes=max_episodes,
-        camera_keys=camera_keys,
-        camera_names=camera_names,
-        color_order=color_order,
-        image_size=image_size,
-    ).fingerprint()
+def conversion_fingerprint(input_dir: str | Path, **options) -> str:
+    """The `ConversionResult.fingerprint` that `convert_innate(input_dir, out, **options)` returns
+    (options: its keyword arguments but `progress`), read from the files' headers without
+    converting: equal to an earlier result's -> that output is reusable."""
+    return _plan(input_dir, **options).fingerprint()
 
 
 def convert_innate(
