@@ -267,25 +267,15 @@ def pose_and_duration_from_data(skill_dir: Path, stats: dict) -> tuple[list[floa
     episode at the recorded frequency, rounded up to a second. Without recordings: the first
     row and length of the run's example_qpos at 30 Hz (Innate's documented rate).
     """
-    from lerobot_bridge.innate import (  # local: act/ must not need the bridge to import
-        _episode_dir,
-        _episode_files,
-        _failed_episode_indices,
-        _inspect_episode,
-        _read_dataset_metadata,
-    )
+    from lerobot_bridge.innate import recorded_episodes  # local: act/ must not need the bridge to import
 
-    files = _episode_files(_episode_dir(skill_dir)) if skill_dir.is_dir() else []
-    meta_path, meta = _read_dataset_metadata(skill_dir) if files else (None, {})
+    episodes, meta = recorded_episodes(skill_dir)  # either layout; a malformed file is named in the error
     fps = float(meta.get("data_frequency") or 0) or 30.0
-    failed = _failed_episode_indices(meta_path, meta)
     firsts, lengths = [], []
-    for i, path in files:
-        if i not in failed:
-            ep = _inspect_episode(i, path)  # either layout; a malformed file is named in the error
-            with h5py.File(path, "r") as f:
-                firsts.append(np.asarray(f[ep.qpos_key][0], np.float64))
-            lengths.append(ep.length)
+    for ep in episodes:
+        with h5py.File(ep.path, "r") as f:
+            firsts.append(np.asarray(f[ep.qpos_key][0], np.float64))
+        lengths.append(ep.length)
     if firsts:
         pose = np.mean(firsts, axis=0)[:6]
         return (

@@ -56,7 +56,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -170,7 +170,9 @@ def _episode_files(folder: Path) -> list[tuple[int, Path]]:
 
 
 @dataclass
-class _Episode:
+class SourceEpisode:
+    """One source episode file: where its arrays live (either layout) and their sizes."""
+
     index: int
     path: Path
     layout: str  # "observations" | "top_level"
@@ -183,10 +185,9 @@ class _Episode:
     action_dim: int
     image_shape: tuple[int, int]
     has_extra_columns: bool = False
-    extra: dict = field(default_factory=dict)
 
 
-def _inspect_episode(index: int, path: Path) -> _Episode:
+def _inspect_episode(index: int, path: Path) -> SourceEpisode:
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -250,7 +251,7 @@ def _inspect_episode(index: int, path: Path) -> _Episode:
                     f"{image_shape}; expected every camera at the same size"
                 )
             image_shape = ds.shape[1:3]
-        return _Episode(
+        return SourceEpisode(
             index=index,
             path=path,
             layout=layout,
@@ -264,6 +265,15 @@ def _inspect_episode(index: int, path: Path) -> _Episode:
             image_shape=tuple(image_shape),
             has_extra_columns=has_extra_action_columns(action[:]),
         )
+
+
+def recorded_episodes(root: Path) -> tuple[list[SourceEpisode], dict]:
+    """A skill directory's (or ACT folder's) episodes not marked failed in dataset_metadata.json,
+    inspected, in index order, and that metadata ({} when absent). No episode files: ([], {})."""
+    files = _episode_files(_episode_dir(root)) if root.is_dir() else []
+    meta_path, meta = _read_dataset_metadata(root) if files else (None, {})
+    failed = _failed_episode_indices(meta_path, meta)
+    return [_inspect_episode(i, p) for i, p in files if i not in failed], meta
 
 
 def has_extra_action_columns(action: np.ndarray) -> bool:
@@ -381,7 +391,7 @@ def _source_rows(start: int, end: int, episode_len: int) -> tuple[np.ndarray, in
 
 
 def _write_episode(
-    ep: _Episode,
+    ep: SourceEpisode,
     out_path: Path,
     camera_names: list[str],
     *,
@@ -429,7 +439,7 @@ class _Plan:
     meta: dict
     total_episodes: int  # episode files found
     skipped: list[int]  # source indices marked failed and left out
-    episodes: list[_Episode]  # to convert, in order; camera_keys narrowed to the kept cameras
+    episodes: list[SourceEpisode]  # to convert, in order; camera_keys narrowed to the kept cameras
     keys: list[str]  # HDF5 paths of the kept cameras
     camera_names: list[str]  # their ACT names
     options: dict  # as recorded in conversion.json
@@ -712,7 +722,7 @@ def convert_innate(
     return result
 
 
-def _select_cameras(first: _Episode, camera_keys: list[str] | None) -> list[str]:
+def _select_cameras(first: SourceEpisode, camera_keys: list[str] | None) -> list[str]:
     """HDF5 paths of the cameras to keep, in order; names or full paths accepted."""
     if camera_keys is None:
         return list(first.camera_keys)
