@@ -37,7 +37,10 @@ class ReachConfig:
     goal_radius_range: tuple[float, float] = (0.45, 0.85)
     start_half_width: float = 0.25  # start position uniform in [-w, w]^2
     max_step: float = 0.1  # how far the point can move per step
-    success_radius: float = 0.1  # success: final distance to the goal below this
+    # Success: after max_steps the point's centre is within this of the goal's centre, i.e.
+    # inside the lit goal disk (radius goal_px / 32 = 0.125) with margin; neighbouring goal
+    # spots are 0.5 apart.
+    success_radius: float = 0.15
     max_steps: int = 40  # closed-loop episode length
     goal_px: float = 4.0  # goal disk radius in "top" pixels (at 64 px)
     point_px: float = 2.5

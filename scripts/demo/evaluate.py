@@ -26,7 +26,8 @@ def rollout(
 ) -> tuple[bool, float]:
     """Run one closed-loop episode of cfg.max_steps steps -> (success, final distance to goal)."""
     env = ReachEnv(seed, cfg)
-    obs = env.reset()
+    env.reset()
+    obs = env.observation(show_goal)  # a blind policy must not see the goal at t = 0 either
     for _ in range(env.cfg.max_steps):
         action = policy(obs["state"], obs["images"])
         env.step(action)
