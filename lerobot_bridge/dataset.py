@@ -282,12 +282,24 @@ def _jsonl(path: Path):
             yield lineno, rec
 
 
+def _video_template(root: Path, info: dict, cameras: list[CameraFeature]) -> str | None:
+    """info.json's `video_path`, checked once: it must be a template when any camera is a video."""
+    template = info.get("video_path")
+    video_keys = [cam.key for cam in cameras if cam.dtype == "video"]
+    if video_keys and not isinstance(template, str):
+        raise DatasetError(
+            f"{root / 'meta' / 'info.json'}: camera '{video_keys[0]}' has dtype video but 'video_path' "
+            f"is {template!r}; expected a path template"
+        )
+    return template
+
+
 def _read_episodes_v2(root: Path, info: dict, cameras: list[CameraFeature]) -> list[EpisodeMeta]:
     path = root / "meta" / "episodes.jsonl"
     if not path.is_file():
         raise DatasetError(f"{path}: file not found; {info['codebase_version']} datasets list episodes there")
     chunks_size = info.get("chunks_size") or 1000
-    video_template = info.get("video_path")
+    video_template = _video_template(root, info, cameras)
     episodes = []
     for lineno, rec in _jsonl(path):
         index, length = rec.get("episode_index"), rec.get("length")
@@ -301,11 +313,6 @@ def _read_episodes_v2(root: Path, info: dict, cameras: list[CameraFeature]) -> l
         for cam in cameras:
             if cam.dtype != "video":
                 continue
-            if not isinstance(video_template, str):
-                raise DatasetError(
-                    f"{root / 'meta' / 'info.json'}: camera '{cam.key}' has dtype video but 'video_path' "
-                    f"is {video_template!r}; expected a path template"
-                )
             vpath = format_path(
                 root,
                 video_template,
@@ -327,7 +334,7 @@ def _read_episodes_v3(root: Path, info: dict, cameras: list[CameraFeature]) -> l
     files = sorted(ep_dir.glob("*/*.parquet"))
     if not files:
         raise DatasetError(f"{ep_dir}: no */*.parquet files; v3.0 datasets list episodes there")
-    video_template = info.get("video_path")
+    video_template = _video_template(root, info, cameras)
     episodes = []
     for path in files:
         table = read_parquet(path)
@@ -353,11 +360,6 @@ def _read_episodes_v3(root: Path, info: dict, cameras: list[CameraFeature]) -> l
             for cam in cameras:
                 if cam.dtype != "video":
                     continue
-                if not isinstance(video_template, str):
-                    raise DatasetError(
-                        f"{root / 'meta' / 'info.json'}: camera '{cam.key}' has dtype video but "
-                        f"'video_path' is {video_template!r}; expected a path template"
-                    )
                 prefix = f"videos/{cam.key}/"
                 vpath = format_path(
                     root,

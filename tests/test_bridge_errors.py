@@ -180,6 +180,13 @@ CASES: dict[str, tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         [],
         ["'video_path' template", "outside the dataset root"],
     ),
+    "video_path_null_with_video_cameras": (
+        "so100_v21_video",
+        _edit_info(video_path=None),
+        [],
+        ["meta/info.json: camera 'observation.images.front' has dtype video but 'video_path' is None",
+         "expected a path template"],
+    ),
     "unknown_camera_key": (
         "so100_v30_image",
         None,
