@@ -313,6 +313,15 @@ def fingerprint(dataset: LeRobotDataset, episodes: list[EpisodeMeta], options: d
     return h.hexdigest()
 
 
+def check_conversion_options(episode_len: int, max_episodes: int, idle_threshold: float) -> None:
+    """The options every converter shares must be >= 0 (0 means "off" / "all")."""
+    if episode_len < 0 or max_episodes < 0 or idle_threshold < 0:
+        raise DatasetError(
+            f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
+            f"idle_threshold={idle_threshold}"
+        )
+
+
 def _plan(
     input_dir: str | os.PathLike,
     *,
@@ -323,11 +332,7 @@ def _plan(
     max_episodes: int = 0,
 ) -> tuple[LeRobotDataset, dict[str, str], list[EpisodeMeta], dict]:
     """Open and check the dataset: (dataset, cameras {key: ACT name}, episodes to convert, options)."""
-    if episode_len < 0 or max_episodes < 0 or idle_threshold < 0:
-        raise DatasetError(
-            f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
-            f"idle_threshold={idle_threshold}"
-        )
+    check_conversion_options(episode_len, max_episodes, idle_threshold)
     dataset = open_dataset(input_dir)
     cameras = select_cameras(dataset, camera_keys, camera_names)
     episodes = dataset.episodes[:max_episodes] if max_episodes else dataset.episodes

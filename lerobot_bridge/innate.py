@@ -62,7 +62,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lerobot_bridge.convert import EpisodeProgress, discard_outputs, idle_range, save_result
+from lerobot_bridge.convert import (
+    EpisodeProgress,
+    check_conversion_options,
+    discard_outputs,
+    idle_range,
+    save_result,
+)
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.types import ConversionResult, EpisodeReport
@@ -462,11 +468,7 @@ def _plan(
     image_size: tuple[int, int] | None = None,
 ) -> _Plan:
     """Check the input and decide what to convert; the arguments are convert_innate's."""
-    if episode_len < 0 or max_episodes < 0 or idle_threshold < 0:
-        raise DatasetError(
-            f"options must be >= 0: episode_len={episode_len}, max_episodes={max_episodes}, "
-            f"idle_threshold={idle_threshold}"
-        )
+    check_conversion_options(episode_len, max_episodes, idle_threshold)
     root = Path(input_dir)
     kind = detect_input_kind(root)
     if kind == "lerobot":
