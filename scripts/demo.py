@@ -59,6 +59,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--learning_rate", type=float, default=3e-4)
     p.add_argument("--chunk_size", type=int, default=20)
+    p.add_argument(
+        "--episode_len",
+        type=int,
+        default=30,
+        help="pad every (idle-trimmed) episode to this many frames by repeating its last frame, so "
+        "the policy learns to hold at the goal (0 = keep lengths: nothing after the end is trained)",
+    )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="transformer dropout; upstream's 0.1 slows this small model's learning to see the goal "
+        "enough that some seeds miss it within the step budget",
+    )
     p.add_argument("--seed", type=int, default=42, help="training seed (the CLI's default)")
     p.add_argument("--checkpoint", default="policy_last.ckpt", help="which checkpoint of the run to evaluate")
     p.add_argument("--skip_training", action="store_true", help="evaluate the existing run in WORKDIR")
@@ -86,6 +100,8 @@ def train_command(dataset: Path, output: Path, args: argparse.Namespace) -> list
         "--enc_layers", "2",
         "--dec_layers", "1",
         "--nheads", "8",
+        "--dropout", str(args.dropout),
+        "--episode_len", str(args.episode_len),
         "--seed", str(args.seed),
         "--val_ratio", "0.1",
         "--val_interval", "10",
