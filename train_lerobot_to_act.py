@@ -285,6 +285,26 @@ def defining_args(args: argparse.Namespace) -> dict:
     return {k: v for k, v in sorted(vars(args).items()) if k not in NON_DEFINING_ARGS}
 
 
+def untrained_hold_note(episodes: list, episode_len: int) -> str | None:
+    """A warning when idle trimming removed final holds and nothing pads them back.
+
+    Upstream's loss ignores chunk steps past an episode's end, so without its final hold no
+    sample teaches the policy to stay still once the task is done, and a chunk executed near
+    the end runs untrained actions (the closed-loop demo drifted off its goal this way).
+    episodes: the conversion's EpisodeReports.
+    """
+    trimmed = [e for e in episodes if e.idle_trimmed_end > 0]
+    if episode_len > 0 or not trimmed:
+        return None
+    longest = max(e.frames_out for e in episodes)
+    return (
+        f"idle trimming removed the final hold of {len(trimmed)} of {len(episodes)} episodes: chunk "
+        "steps past an episode's end are not trained, so the policy is not taught to hold still "
+        f"once the task is done. To keep a trained hold pass --episode_len {longest} (the longest "
+        "trimmed episode; shorter ones are padded with their last frame) or --idle_threshold 0"
+    )
+
+
 def resolve_run_name(args: argparse.Namespace, task_name: str) -> str:
     if args.run_name != "auto":
         return args.run_name
@@ -389,6 +409,10 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
 
     train_ids, val_ids = split_episodes(index.num_episodes, args.val_ratio)
     notes = []
+    hold_note = untrained_hold_note(result.episodes, args.episode_len)
+    if hold_note:
+        log.warning(hold_note)
+        notes.append(hold_note)
     if not val_ids:
         notes.append("no validation split (1 episode or --val_ratio 0): policy_best.ckpt = policy_last.ckpt")
     sizes = rank_batch_sizes(args.batch_size, plan.nproc, args.batch_mode)

@@ -134,3 +134,18 @@ def test_innate_input_keeps_the_cameras_named_by_camera_keys(tmp_path):
         np.testing.assert_array_equal(f["observations/images/arm"][()], src[1]["frames"]["b"][..., ::-1])
     again, reused = cli.convert_input(args, tmp_path / "conv")
     assert reused and again == result
+
+
+def test_untrained_hold_note_only_when_final_holds_are_trimmed_and_not_padded_back():
+    from lerobot_bridge.types import EpisodeReport
+
+    def report(i: int, frames_out: int, trimmed_end: int) -> EpisodeReport:
+        return EpisodeReport(output_index=i, source_index=i, task="t", frames_in=frames_out + trimmed_end,
+                             frames_out=frames_out, idle_trimmed_end=trimmed_end)
+
+    episodes = [report(0, 12, 5), report(1, 23, 0), report(2, 17, 3)]
+    note = cli.untrained_hold_note(episodes, episode_len=0)
+    assert note is not None
+    assert "final hold of 2 of 3 episodes" in note and "--episode_len 23" in note
+    assert cli.untrained_hold_note(episodes, episode_len=30) is None  # padded back with a hold
+    assert cli.untrained_hold_note([report(0, 12, 0)], episode_len=0) is None  # nothing trimmed
