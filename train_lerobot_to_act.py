@@ -249,13 +249,10 @@ def convert_input(args: argparse.Namespace, conv_dir: Path) -> tuple[object, boo
                "max_episodes": args.max_episodes, "camera_keys": args.camera_keys,
                "camera_names": args.camera_names}
     if kind == "lerobot":
-        from lerobot_bridge.convert import conversion_fingerprint, convert_dataset
-
-        fingerprint = conversion_fingerprint(input_dir, **options)
+        from lerobot_bridge import convert as converter
     else:
-        from lerobot_bridge.innate import conversion_fingerprint, convert_innate
-
-        fingerprint = conversion_fingerprint(input_dir, **options)
+        from lerobot_bridge import innate as converter
+    fingerprint = converter.conversion_fingerprint(input_dir, **options)
     try:
         earlier = ConversionResult.from_dict(json.loads((conv_dir / "conversion.json").read_text()))
         if earlier.fingerprint == fingerprint and all(p.exists() for p in earlier.hdf5_paths):
@@ -267,9 +264,9 @@ def convert_input(args: argparse.Namespace, conv_dir: Path) -> tuple[object, boo
         shutil.rmtree(conv_dir)
     conv_dir.mkdir(parents=True)
     if kind == "lerobot":
-        return convert_dataset(input_dir, conv_dir, workers=args.convert_workers, **options), False
+        return converter.convert_dataset(input_dir, conv_dir, workers=args.convert_workers, **options), False
     log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", kind)
-    return convert_innate(input_dir, conv_dir, **options), False
+    return converter.convert_innate(input_dir, conv_dir, **options), False
 
 
 # --------------------------------------------------------------------------------------------
