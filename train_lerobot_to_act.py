@@ -30,6 +30,7 @@ import subprocess
 import sys
 import traceback
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from act.distributed import LaunchPlan, UsageError, plan_launch, rank_batch_sizes
@@ -130,9 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "removed at the end)")
 
     ours = p.add_argument_group("paths, optimization and run control")
-    ours.add_argument("--input_dir", default="/data/input",
-                      help="LeRobot dataset root (holds meta/info.json)")
-    ours.add_argument("--output_dir", default="/data/output", help="where checkpoints/ and manifest.json go")
+    ours.add_argument("--input_dir", default=os.environ.get("ACT_INPUT_DIR"),
+                      help="LeRobot dataset root (holds meta/info.json), an Innate skill or an ACT HDF5 "
+                      "folder; required, except in the image, whose entrypoint passes $ACT_INPUT_DIR "
+                      "(/data/input)")
+    ours.add_argument("--output_dir", default=os.environ.get("ACT_OUTPUT_DIR"),
+                      help="where checkpoints/ and manifest.json go; required, except in the image "
+                      "($ACT_OUTPUT_DIR, /data/output)")
     ours.add_argument("--lr_backbone", type=float, default=None,
                       help="learning rate of the ResNet18 backbone (default: --learning_rate)")
     ours.add_argument("--backbone_weights", default=None,
@@ -220,6 +225,15 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int) -> LaunchPla
         raise UsageError("--resume and --fresh contradict each other: pick one")
     if args.run_name != "auto" and not re.fullmatch(r"[A-Za-z0-9._-]+", args.run_name):
         raise UsageError(f"--run_name {args.run_name!r}: use letters, digits, '.', '_' and '-' only")
+    for name in ("input_dir", "output_dir"):
+        if not getattr(args, name):
+            raise UsageError(f"--{name} is required (the container's entrypoint passes /data/input and "
+                             "/data/output; outside it name the folders)")
+    weights = args.backbone_weights
+    if weights and weights.lower() != "none" and not Path(weights).expanduser().is_file():
+        raise UsageError(f"--backbone_weights {weights}: no such file (expected torchvision's "
+                         "resnet18-f37072fd.pth, or 'none' for a random-init backbone)")
+    check_paths_apart(Path(args.input_dir), Path(args.output_dir))
     plan = plan_launch(args.gpus, cuda_device_count)
     if args.precision == "bf16" and plan.device_type != "cuda":
         raise UsageError("--precision bf16 needs a CUDA GPU; on the CPU use --precision auto or fp32")
@@ -231,14 +245,43 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int) -> LaunchPla
 # Conversion (once, reused when the input and options are unchanged)
 
 
-def convert_input(args: argparse.Namespace, conv_dir: Path) -> tuple[object, bool]:
-    """ConversionResult for args.input_dir in conv_dir; reuses an earlier identical conversion.
+CONVERTED_DIR, CONVERTED_TMP_DIR = "converted_hdf5", ".converted_hdf5_tmp"
+# What this run writes or deletes under --output_dir; the input may not lie in any of them.
+OWNED_OUTPUT_PATHS = (CONVERTED_DIR, CONVERTED_TMP_DIR, "checkpoints", "manifest.json")
+TEMP_NAME = re.compile(r"^\..+\.tmp-\d+$")  # lerobot_bridge.atomic_io.temp_path's names
 
-    The converter's own fingerprint decides: computed from the input's metadata before converting
-    and compared with the one in the conversion.json an earlier run left (written last, atomically).
+
+def check_paths_apart(input_dir: Path, output_dir: Path) -> None:
+    """Refuse an output folder that could overwrite or delete part of the input (and back).
+
+    Reusing a kept conversion (`--input_dir OUT/converted_hdf5 --output_dir OUT`) is the natural
+    mistake: this run would replace that folder with its own conversion.
     """
+    inp, out = input_dir.resolve(), output_dir.resolve()
+    if inp == out or inp in out.parents:
+        raise UsageError(f"--output_dir {out} is inside --input_dir {inp}: this run would write into the "
+                         "dataset; choose an output folder outside it")
+    for name in OWNED_OUTPUT_PATHS:
+        owned = out / name
+        if inp == owned or owned in inp.parents:
+            raise UsageError(
+                f"--input_dir {inp} lies in {owned}, which this run writes and replaces under --output_dir "
+                f"{out}: pass another --output_dir (or move the folder out of {out} first)"
+            )
+
+
+@dataclass
+class ConversionPlan:
+    """What converting the input will be, known from its metadata alone (nothing written)."""
+
+    kind: str  # "lerobot" | "innate" | "act_hdf5"
+    options: dict
+    fingerprint: str
+
+
+def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
+    """Validate the input's metadata and compute the converter's fingerprint; DatasetError if bad."""
     from lerobot_bridge.innate import detect_input_kind
-    from lerobot_bridge.types import ConversionResult
 
     input_dir = Path(args.input_dir)
     if not input_dir.is_dir():
@@ -248,14 +291,29 @@ def convert_input(args: argparse.Namespace, conv_dir: Path) -> tuple[object, boo
     options = {"episode_len": args.episode_len, "idle_threshold": args.idle_threshold,
                "max_episodes": args.max_episodes, "camera_keys": args.camera_keys,
                "camera_names": args.camera_names}
+    return ConversionPlan(kind, options, _converter(kind).conversion_fingerprint(input_dir, **options))
+
+
+def _converter(kind: str):
     if kind == "lerobot":
-        from lerobot_bridge import convert as converter
-    else:
-        from lerobot_bridge import innate as converter
-    fingerprint = converter.conversion_fingerprint(input_dir, **options)
+        from lerobot_bridge import convert
+        return convert
+    from lerobot_bridge import innate
+    return innate
+
+
+def convert_input(args: argparse.Namespace, conv_dir: Path, plan: ConversionPlan) -> tuple[object, bool]:
+    """ConversionResult for args.input_dir in conv_dir; reuses an earlier identical conversion.
+
+    The converter's own fingerprint decides: computed from the input's metadata before converting
+    and compared with the one in the conversion.json an earlier run left (written last, atomically).
+    """
+    from lerobot_bridge.types import ConversionResult
+
+    input_dir = Path(args.input_dir)
     try:
         earlier = ConversionResult.from_dict(json.loads((conv_dir / "conversion.json").read_text()))
-        if earlier.fingerprint == fingerprint and all(p.exists() for p in earlier.hdf5_paths):
+        if earlier.fingerprint == plan.fingerprint and all(p.exists() for p in earlier.hdf5_paths):
             log.info("reusing the conversion in %s (input and options unchanged)", conv_dir)
             return earlier, True
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
@@ -263,10 +321,70 @@ def convert_input(args: argparse.Namespace, conv_dir: Path) -> tuple[object, boo
     if conv_dir.exists():
         shutil.rmtree(conv_dir)
     conv_dir.mkdir(parents=True)
-    if kind == "lerobot":
-        return converter.convert_dataset(input_dir, conv_dir, workers=args.convert_workers, **options), False
-    log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", kind)
-    return converter.convert_innate(input_dir, conv_dir, **options), False
+    converter = _converter(plan.kind)
+    if plan.kind == "lerobot":
+        result = converter.convert_dataset(input_dir, conv_dir, workers=args.convert_workers, **plan.options)
+        return result, False
+    log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", plan.kind)
+    return converter.convert_innate(input_dir, conv_dir, **plan.options), False
+
+
+def discard_conversion(conv_dir: Path | None, keep: bool, complete_too: bool) -> None:
+    """Remove this run's temporary conversion folder: always when it is incomplete (no
+    conversion.json), and a complete one too when `complete_too` (a failed run: nothing resumes)."""
+    if conv_dir is None or not conv_dir.exists() or (keep and (conv_dir / "conversion.json").exists()):
+        return
+    if complete_too or not (conv_dir / "conversion.json").exists():
+        shutil.rmtree(conv_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The output folder: one run at a time, no stale temporaries
+
+
+def lock_output_dir(output_dir: Path) -> int:
+    """Hold an exclusive lock on the output folder for this process's lifetime (released at exit,
+    even on SIGKILL). A second run on the same folder is refused before it writes anything."""
+    import fcntl
+
+    fd = os.open(output_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = ""
+        try:
+            holder = json.loads((output_dir / "manifest.json").read_text()).get("started_at", "")
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise UsageError(
+            f"--output_dir {output_dir} is in use by another training run"
+            f"{f' (started {holder})' if holder else ''}: wait for it to end, or pass another --output_dir"
+        ) from None
+    return fd
+
+
+def sweep_stale_temporaries(output_dir: Path) -> list[str]:
+    """Remove what killed runs left: temporaries of atomic writes (a SIGKILLed checkpoint write
+    leaves a ~300 MB `.policy_best.ckpt.tmp-PID`), per-rank error notes, and an incomplete
+    temporary conversion. Safe: this process holds the folder's lock, so no run is writing them."""
+    removed = []
+    folders = [output_dir, *output_dir.glob("checkpoints/*"), output_dir / CONVERTED_DIR,
+               output_dir / CONVERTED_TMP_DIR]
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if (TEMP_NAME.match(path.name) or path.name.startswith(".worker_error.rank")) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(str(path))
+    tmp_conv = output_dir / CONVERTED_TMP_DIR
+    if tmp_conv.is_dir() and not (tmp_conv / "conversion.json").exists():
+        shutil.rmtree(tmp_conv, ignore_errors=True)
+        removed.append(str(tmp_conv))
+    if removed:
+        log.info("removed %d leftover(s) of an earlier killed run: %s", len(removed), ", ".join(removed))
+    return removed
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,11 +420,43 @@ def untrained_hold_note(episodes: list, episode_len: int) -> str | None:
     )
 
 
+def run_digest(args: argparse.Namespace) -> str:
+    text = json.dumps(defining_args(args), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def resolve_run_name(args: argparse.Namespace, task_name: str) -> str:
     if args.run_name != "auto":
         return args.run_name
-    digest = hashlib.sha256(json.dumps(defining_args(args), sort_keys=True, default=str).encode()).hexdigest()
-    return f"{slug(task_name)}_{digest[:8]}"
+    return f"{slug(task_name)}_{run_digest(args)}"
+
+
+def find_completed_run(args: argparse.Namespace, output_dir: Path, fingerprint: str) -> Path | None:
+    """The run directory of this exact command's completed run on this exact data, found
+    before converting anything (the automatic run name needs the dataset's task, which only the
+    conversion reads, so look for the argument digest among the existing runs)."""
+    from act.train import COMPLETE_NAME, PREPARED_NAME
+
+    if args.fresh:
+        return None
+    checkpoints = output_dir / "checkpoints"
+    if args.run_name != "auto":
+        candidates = [checkpoints / args.run_name]
+    elif args.task_name != "auto":
+        candidates = [checkpoints / f"{slug(args.task_name)}_{run_digest(args)}"]
+    else:
+        candidates = sorted(checkpoints.glob(f"*_{run_digest(args)}"))
+    for run_dir in candidates:
+        if not (run_dir / COMPLETE_NAME).is_file():
+            continue
+        try:
+            prepared = json.loads((run_dir / PREPARED_NAME).read_text())
+        except (OSError, ValueError):
+            continue
+        if prepared.get("defining_args") == defining_args(args) and \
+                prepared.get("dataset_fingerprint", fingerprint) == fingerprint:
+            return run_dir
+    return None
 
 
 def auto_interval(total: int, times: int, cap: int | None = None) -> int:
@@ -333,9 +483,24 @@ def run_state(run_dir: Path) -> str:
     return "new"
 
 
-def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
-    """Convert, split, stats, config: everything done once. Returns (PreparedRun, conv_dir) or
-    (None, None) when the run is already complete."""
+def conversion_dir(args: argparse.Namespace) -> Path:
+    name = CONVERTED_DIR if args.keep_converted_hdf5 else CONVERTED_TMP_DIR
+    return Path(args.output_dir).absolute() / name
+
+
+def check_finite_stats(stats: dict, input_dir: str) -> None:
+    import numpy as np
+
+    for key, value in stats.items():
+        bad = np.flatnonzero(~np.isfinite(np.asarray(value, dtype=np.float64)))
+        if bad.size:
+            raise DatasetError(f"{input_dir}: dataset statistic {key} is not finite at component(s) "
+                               f"{bad[:8].tolist()}: the data holds NaN/Inf or values too large for float32")
+
+
+def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv_plan: ConversionPlan,
+            conv_dir: Path):
+    """Convert, split, stats, config: everything done once. Returns the PreparedRun."""
     import numpy as np
 
     from act.config import ACTConfig
@@ -344,12 +509,18 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
     from act.train import PREPARED_NAME, PreparedRun
 
     output_dir = Path(args.output_dir).absolute()
-    conv_dir = output_dir / ("converted_hdf5" if args.keep_converted_hdf5 else ".converted_hdf5_tmp")
-    result, reused = convert_input(args, conv_dir)
+    result, reused = convert_input(args, conv_dir, conv_plan)
     paths = [str(p) for p in result.hdf5_paths]
     tasks = Counter(e.task for e in result.episodes)
     task_name = tasks.most_common(1)[0][0] if args.task_name == "auto" and tasks else args.task_name
     index = read_episode_index(paths, result.camera_names)
+    if index.num_frames < 2:
+        raise DatasetError(
+            f"{args.input_dir}: only {index.num_frames} frame in all after conversion (--max_episodes "
+            f"{args.max_episodes}, --episode_len {args.episode_len}, idle trimming --idle_threshold "
+            f"{args.idle_threshold}); training needs at least 2 frames"
+        )
+    conversion_warnings = list(getattr(result, "warnings", []) or [])
     manifest.update(
         task_name=task_name,
         dataset={
@@ -382,18 +553,30 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
         shutil.rmtree(run_dir)
         state = "new"
     manifest.update(run_name=run_name, run_dir=str(run_dir))
+    prepared_path = run_dir / PREPARED_NAME
+    earlier: dict = {}
+    if state != "new":
+        try:
+            earlier = json.loads(prepared_path.read_text()) if prepared_path.exists() else {}
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{prepared_path}: unreadable ({e}); add --fresh to start the run over") from e
+        if earlier.get("dataset_fingerprint", result.fingerprint) != result.fingerprint:
+            raise UsageError(
+                f"{run_dir} holds a {'completed' if state == 'completed' else 'interrupted'} run trained on "
+                f"other data (dataset fingerprint {earlier['dataset_fingerprint'][:12]} then, "
+                f"{result.fingerprint[:12]} now): add --fresh to train this data in its place, or pass "
+                "another --run_name or --output_dir"
+            )
     if state == "completed":
         if args.resume:
             raise UsageError(f"--resume: the run in {run_dir} already completed; nothing to resume "
                              "(use --fresh to train again, or another --run_name)")
-        return None, conv_dir
+        raise UsageError(f"{run_dir} holds a completed run of other arguments with the same name: add "
+                         "--fresh to replace it, or pass another --run_name")
     if args.resume and state != "resumable":
         raise UsageError(f"--resume: no interrupted run to resume in {run_dir}; drop --resume to start it")
     resume = state == "resumable"
-    prepared_path = run_dir / PREPARED_NAME
-    earlier: dict = {}
     if resume:
-        earlier = json.loads(prepared_path.read_text()) if prepared_path.exists() else {}
         diff = {k: (earlier.get("defining_args", {}).get(k), v) for k, v in defining_args(args).items()
                 if earlier.get("defining_args", {}).get(k) != v}
         if diff:
@@ -410,6 +593,7 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
     if hold_note:
         log.warning(hold_note)
         notes.append(hold_note)
+    notes.extend(conversion_warnings)  # the bridge logged them already
     if not val_ids:
         notes.append("no validation split (1 episode or --val_ratio 0): policy_best.ckpt = policy_last.ckpt")
     sizes = rank_batch_sizes(args.batch_size, plan.nproc, args.batch_mode)
@@ -426,6 +610,7 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
 
     qpos_list, action_list = read_all_qpos_action(paths)
     stats = compute_stats(qpos_list, action_list)
+    check_finite_stats(stats, args.input_dir)
     save_stats(stats, run_dir / "dataset_stats.pkl")
     cfg = ACTConfig(
         state_dim=index.state_dim, action_dim=index.action_dim, camera_names=index.camera_names,
@@ -447,7 +632,8 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
         num_workers=resolve_num_workers(args.num_workers, plan), backbone_weights=args.backbone_weights,
         resume=resume, notes=notes, gpu_ids=list(plan.gpu_ids), val_samples=max(1, args.val_samples),
     )
-    data = prep.__dict__ | {"defining_args": defining_args(args), "global_batch": global_batch}
+    data = prep.__dict__ | {"defining_args": defining_args(args), "global_batch": global_batch,
+                            "dataset_fingerprint": result.fingerprint}
     atomic_write_json(prepared_path, data)
 
     val_pairs = validation_samples(val_ids, index.lengths, prep.val_samples)
@@ -471,7 +657,7 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest):
     manifest.write()
     if resume:
         log.info("resuming the interrupted run in %s", run_dir)
-    return prep, conv_dir
+    return prep
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,6 +672,17 @@ def setup_logging(rank: int = 0) -> None:
         stream=sys.stdout,
         force=True,
     )
+
+
+def user_error(e: BaseException) -> tuple[int, str] | None:
+    """(exit code, message) for an error the user can act on, shown without a traceback."""
+    from act.errors import RunError
+
+    if isinstance(e, RunError):
+        return e.exit_code, str(e)
+    if isinstance(e, (DatasetError, UsageError)):
+        return EXIT_USAGE, str(e)
+    return None
 
 
 def run_worker(prepared_path: Path) -> int:
@@ -503,9 +700,14 @@ def run_worker(prepared_path: Path) -> int:
         result = train(prep, ctx, stop)
         return 0 if result.outcome == "completed" else 128 + (stop.signum or signal.SIGTERM)
     except BaseException as e:
+        known = user_error(e)
         if running_under_torchrun():  # the launcher puts every rank's error into the manifest
+            code, message = known or (1, oom_message(e, prep, rank) or repr(e))
             err = Path(prep.run_dir) / f".worker_error.rank{rank}"
-            err.write_text(f"rank {rank}: {oom_message(e, prep, rank) or repr(e)}\n")
+            err.write_text(f"[exit {code}] rank {rank}: {message}\n")
+            if known:
+                print(f"error: [rank {rank}] {message}", file=sys.stderr)
+                return code
         msg = oom_message(e, prep, rank)
         if msg:
             raise RuntimeError(msg) from e
@@ -555,10 +757,24 @@ def launch_torchrun(args_argv: list[str], prepared_path: Path, plan: LaunchPlan)
             signal.signal(s, h)
 
 
+def worker_errors(run_dir: str) -> tuple[list[str], set[int]]:
+    """Each failed rank's note (written by run_worker) and the exit codes they ask for."""
+    messages, codes = [], set()
+    for path in sorted(Path(run_dir).glob(".worker_error.rank*")):
+        text = path.read_text().strip()
+        match = re.match(r"\[exit (\d+)\] (.*)", text, re.S)
+        if match:
+            codes.add(int(match.group(1)))
+            text = match.group(2)
+        messages.append(text)
+    return messages, codes
+
+
 def finalize(manifest: Manifest, prep, rc: int, conv_dir: Path | None, keep: bool, error: str | None) -> int:
     """Status, artifacts with sha256, temporary conversion removed (unless a resume needs it)."""
     manifest.data = Manifest.load_or_new(manifest.path).data  # rank 0 may have written it
     training = manifest.data.get("training") or {}
+    codes: set[int] = set()
     if error is None and rc == 0 and training.get("outcome") == "completed":
         status = "completed"
     elif training.get("outcome") == "interrupted" or rc in (128 + signal.SIGTERM, 128 + signal.SIGINT):
@@ -566,9 +782,8 @@ def finalize(manifest: Manifest, prep, rc: int, conv_dir: Path | None, keep: boo
     else:
         status = "failed"
         if error is None:
-            errors = sorted(Path(prep.run_dir).glob(".worker_error.rank*")) if prep else []
-            detail = "; ".join(p.read_text().strip() for p in errors)
-            detail = f": {detail}" if detail else "; see its error above"
+            messages, codes = worker_errors(prep.run_dir) if prep else ([], set())
+            detail = f": {'; '.join(messages)}" if messages else "; see its error above"
             error = f"a training worker failed (exit code {rc}){detail}"
     if prep is not None:
         for p in Path(prep.run_dir).glob(".worker_error.rank*"):
@@ -576,8 +791,8 @@ def finalize(manifest: Manifest, prep, rc: int, conv_dir: Path | None, keep: boo
         manifest.update(artifacts=describe_artifacts(prep.run_dir, prep.output_dir))
     manifest.set_status(status, error)
     manifest.write()
-    if conv_dir is not None and not keep and status != "interrupted" and conv_dir.exists():
-        shutil.rmtree(conv_dir, ignore_errors=True)
+    discard_conversion(conv_dir, keep, complete_too=status == "completed" or status == "failed")
+    report_outputs(manifest, status)
     if status == "completed":
         return 0
     if status == "interrupted":
@@ -585,7 +800,25 @@ def finalize(manifest: Manifest, prep, rc: int, conv_dir: Path | None, keep: boo
         # 143 / 130 like a process ended by the signal (torchrun itself exits 1 in that case)
         return rc if rc in (128 + signal.SIGTERM, 128 + signal.SIGINT) else 128 + signal.SIGTERM
     log.error("run failed: %s", error)
+    if codes == {EXIT_USAGE}:
+        return EXIT_USAGE
     return rc if rc > 0 else 1
+
+
+def report_outputs(manifest: Manifest, status: str) -> None:
+    """Say where everything is: the last lines a user sees, whatever the outcome."""
+    run_dir = manifest.data.get("run_dir")
+    lines = [f"status: {status}"]
+    if run_dir and Path(run_dir).is_dir():
+        names = ("policy_best.ckpt", "policy_last.ckpt", "dataset_stats.pkl", "policy_config.json",
+                 "loss_curves.png")
+        files = [name for name in names if (Path(run_dir) / name).exists()]
+        lines.append(f"run directory: {run_dir}")
+        if files:
+            lines.append(f"  {', '.join(files)}")
+    lines.append(f"manifest: {manifest.path}")
+    for line in lines:
+        log.info("%s", line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -601,47 +834,62 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
+    # Everything that needs no writing comes first: a typo or a bad dataset costs seconds and
+    # leaves the output folder untouched.
     try:
         plan = validate_args(args, torch.cuda.device_count())
     except UsageError as e:
         parser.print_usage(sys.stderr)
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    received: dict[str, int] = {}
+
+    def interrupt(signum, frame):  # noqa: ARG001  (SIGTERM before training: stop like Ctrl-C)
+        received.setdefault("signum", signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        conv_plan = plan_conversion(args)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 128 + received.get("signum", signal.SIGINT)
     if plan.warning:
         log.warning("%s", plan.warning)
 
     output_dir = Path(args.output_dir).absolute()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_output_dir(output_dir)  # noqa: F841 - held until this process exits
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as e:
         print(f"error: cannot create --output_dir {output_dir}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    sweep_stale_temporaries(output_dir)
+    earlier_manifest = Manifest.load_or_new(output_dir / "manifest.json").data
     manifest = Manifest(output_dir / "manifest.json")
     manifest.update(command=[sys.argv[0], *argv], arguments=vars(args),
                     started_at=now_iso(), software=software_versions(), output_dir=str(output_dir), notes=[])
     if plan.warning:
         manifest.data["notes"].append(plan.warning)
     manifest.set_status("running")
-    manifest.write()
+    try:
+        manifest.write()
+    except OSError as e:
+        print(f"error: cannot write {manifest.path} (--output_dir must be writable): {e}", file=sys.stderr)
+        return EXIT_USAGE
 
     prep = conv_dir = None
-
-    def interrupt(signum, frame):  # noqa: ARG001  (SIGTERM before training: stop like Ctrl-C)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
     try:
-        prep, conv_dir = prepare(args, plan, manifest)
-        if prep is None:
-            log.info("the run in %s already completed; not training again (use --fresh to retrain, or "
-                     "another --run_name)", manifest.data["run_dir"])
-            manifest.data["notes"].append("run already completed earlier; nothing trained this time")
-            earlier = json.loads((Path(manifest.data["run_dir"]) / "training_complete.json").read_text())
-            manifest.update(training=earlier, best=earlier.get("best"),
-                            artifacts=describe_artifacts(manifest.data["run_dir"], output_dir))
-            manifest.set_status("completed")
-            manifest.write()
-            return 0
+        done = find_completed_run(args, output_dir, conv_plan.fingerprint)
+        if done is not None:
+            return report_completed(manifest, earlier_manifest, done, output_dir, args)
+        conv_dir = conversion_dir(args)
+        prep = prepare(args, plan, manifest, conv_plan, conv_dir)
         from act.train import PREPARED_NAME
 
         prepared_path = Path(prep.run_dir) / PREPARED_NAME
@@ -650,26 +898,68 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rc, error = launch_torchrun(argv, prepared_path, plan), None
         return finalize(manifest, prep, rc, conv_dir, args.keep_converted_hdf5, error)
-    except (DatasetError, UsageError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        manifest.set_status("failed", str(e))
-        manifest.write()
-        return EXIT_USAGE
     except KeyboardInterrupt:
+        signum = received.get("signum", signal.SIGINT)
+        log.warning("%s before training started: nothing to resume yet", signal.Signals(signum).name)
+        discard_conversion(conv_dir, args.keep_converted_hdf5, complete_too=False)
         manifest.set_status("interrupted", "interrupted before training started")
+        return end_early(manifest, 128 + signum)
+    except BaseException as e:
+        known = user_error(e)
+        if known:
+            print(f"error: {known[1]}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        discard_conversion(conv_dir, args.keep_converted_hdf5, complete_too=True)
+        manifest.set_status("failed", known[1] if known else f"{type(e).__name__}: {e}")
+        return end_early(manifest, known[0] if known else 1)
+
+
+def end_early(manifest: Manifest, code: int) -> int:
+    try:
         manifest.write()
-        return 128 + signal.SIGINT
-    except Exception as e:
-        traceback.print_exc()
-        manifest.set_status("failed", f"{type(e).__name__}: {e}")
-        manifest.write()
-        return 1
+    except OSError as e:
+        print(f"error: cannot write {manifest.path}: {e}", file=sys.stderr)
+    report_outputs(manifest, manifest.data["status"])
+    return code
+
+
+def report_completed(manifest: Manifest, earlier: dict, run_dir: Path, output_dir: Path,
+                     args: argparse.Namespace) -> int:
+    """The identical command already completed on this data: record it, convert nothing."""
+    from act.train import COMPLETE_NAME
+
+    log.info("the run in %s already completed on this data; not converting or training again (use "
+             "--fresh to retrain, or another --run_name)", run_dir)
+    if args.resume:
+        raise UsageError(f"--resume: the run in {run_dir} already completed; nothing to resume "
+                         "(use --fresh to train again, or another --run_name)")
+    if earlier.get("run_dir") == str(run_dir):  # keep what the run that trained it recorded
+        for key in ("task_name", "dataset", "conversion", "cameras", "state_dim", "action_dim", "state_names",
+                    "action_names", "split", "stats", "plan", "model", "backbone_pretrained",
+                    "last_validation"):
+            if key in earlier:
+                manifest.data.setdefault(key, earlier[key])
+    complete = json.loads((run_dir / COMPLETE_NAME).read_text())
+    manifest.data["notes"].append("run already completed earlier; nothing converted or trained this time")
+    manifest.update(run_name=run_dir.name, run_dir=str(run_dir), training=complete,
+                    best=complete.get("best"), verdict=complete.get("verdict"),
+                    checkpoint_ranking=complete.get("checkpoint_ranking", []),
+                    artifacts=describe_artifacts(run_dir, output_dir))
+    manifest.set_status("completed")
+    manifest.write()
+    report_outputs(manifest, "completed")
+    return 0
 
 
 def run_single(prepared_path: Path) -> tuple[int, str | None]:
     try:
         return run_worker(prepared_path), None
     except Exception as e:
+        known = user_error(e)
+        if known:
+            print(f"error: {known[1]}", file=sys.stderr)
+            return known[0], known[1]
         traceback.print_exc()
         return 1, f"{type(e).__name__}: {e}"
 

@@ -111,6 +111,14 @@ def read_episode_index(paths: Sequence[str | Path], camera_names: Sequence[str])
                         f"{path}: {key} frames are {shape}, other episodes have {image_shapes[cam]}"
                     )
             lengths.append(int(qpos.shape[0]))
+    if len(set(image_shapes.values())) > 1:
+        # The backbone's feature maps of all cameras are joined along the width, which needs one
+        # frame size (upstream ACT's DETRVAE: torch.cat(all_cam_features, axis=3)).
+        sizes = ", ".join(f"{cam} {h}x{w}" for cam, (h, w, _) in image_shapes.items())
+        raise DatasetError(
+            f"{paths[0]}: the cameras have different frame sizes ({sizes}); ACT needs one size for every "
+            "camera: select same-size cameras with --camera_keys"
+        )
     return EpisodeIndex(
         paths=[str(p) for p in paths],
         lengths=lengths,

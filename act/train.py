@@ -38,6 +38,7 @@ from act.data import (
     validation_samples,
 )
 from act.distributed import DistContext
+from act.errors import NonFiniteLossError, ResumeStateError, describe_write_failure
 from act.manifest import Manifest, now_iso
 from act.plot import write_loss_curves
 from lerobot_bridge.atomic_io import atomic_write_text
@@ -244,6 +245,59 @@ def validate(policy, loader, device: torch.device, amp_dtype, ctx: DistContext) 
     }
 
 
+def rank_checkpoints(policy, run_dir: Path, known: dict[str, dict], make_val_loader, device: torch.device,
+                     amp_dtype) -> list[dict[str, Any]]:
+    """Every saved policy_*.ckpt scored on the fixed validation set, best deploy L1 first.
+
+    known: figures already measured for a file name at the step it was saved (policy_best,
+    policy_last, epoch checkpoints saved at a validation step); the rest are evaluated here on
+    rank 0 alone. `policy` is left holding the weights it came in with.
+    """
+    from act.checkpoint import load_checkpoint
+
+    keys = ("val_loss", "val_l1", "val_kl", "val_l1_deploy", "val_l1_mean_action", "step")
+    rows = []
+    final = None
+    for path in sorted(run_dir.glob("policy_*.ckpt")):
+        figures = known.get(path.name)
+        if figures is None:
+            if final is None:
+                final = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+                loader = make_val_loader()
+            policy.load_state_dict(load_checkpoint(path))
+            figures = validate(policy, loader, device, amp_dtype, DistContext(device=device))
+        rows.append({"checkpoint": path.name, **{k: figures[k] for k in keys if k in figures}})
+    if final is not None:
+        policy.load_state_dict(final)
+    rows.sort(key=lambda r: (not math.isfinite(r["val_l1_deploy"]), r["val_l1_deploy"]))
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    return rows
+
+
+def baseline_verdict(best: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Does the best checkpoint beat always predicting the training mean action (deploy L1, z = 0)?
+
+    A falling training loss says nothing about this: the KL term alone can halve the loss while
+    the actions a robot would run stay worse than a constant. None without validation figures.
+    """
+    if not best or "val_l1_deploy" not in best:
+        return None
+    deploy, baseline = best["val_l1_deploy"], best["val_l1_mean_action"]
+    beats = bool(deploy < baseline)
+    if beats:
+        message = (f"policy_best.ckpt beats the mean-action baseline on the validation set: deploy "
+                   f"L1 (z = 0) {deploy:.4f} vs {baseline:.4f}")
+    else:
+        message = (f"policy_best.ckpt does NOT beat the mean-action baseline on the validation set: "
+                   f"deploy L1 (z = 0) {deploy:.4f} vs {baseline:.4f} for always predicting the training "
+                   "mean action. This policy has not learned a useful mapping; train longer "
+                   "(--num_epochs), use a pretrained backbone, or check the data and cameras before "
+                   "deploying it")
+    return {"beats_mean_action_baseline": beats, "checkpoint": "policy_best.ckpt",
+            "val_l1_deploy": deploy, "val_l1_mean_action": baseline, "message": message}
+
+
 # --------------------------------------------------------------------------------------------
 # The loop
 
@@ -283,15 +337,21 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
     resume_path = run_dir / RESUME_NAME
     resumed_from = None
     if prep.resume and resume_path.exists():
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        policy.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
-        global_step, samples_seen = state["global_step"], state["samples_seen"]
-        train_seconds, best = state["train_seconds"], state["best"]
-        rngs = state["rng"]
-        if ctx.rank < len(rngs):
-            set_rng_state(rngs[ctx.rank])
+        try:
+            state = torch.load(resume_path, map_location="cpu", weights_only=True)
+            policy.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            epoch, step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+            global_step, samples_seen = int(state["global_step"]), int(state["samples_seen"])
+            train_seconds, best = float(state["train_seconds"]), state["best"]
+            rngs = state["rng"]
+            if ctx.rank < len(rngs):
+                set_rng_state(rngs[ctx.rank])
+        except Exception as e:  # noqa: BLE001 - any unreadable or foreign state means the same fix
+            raise ResumeStateError(
+                f"{resume_path}: cannot resume from this file ({type(e).__name__}: {e}); it is damaged or "
+                "was written by another run or version. Add --fresh to start the run over"
+            ) from e
         resumed_from = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step}
         if main:
             log.info("resuming %s at epoch %d, step %d (global step %d)", run_dir, epoch + 1,
@@ -368,13 +428,35 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         )
         manifest.write()
 
+    def write_checkpoint(path: Path) -> None:
+        try:
+            save_checkpoint(policy, path)
+        except (OSError, RuntimeError) as e:
+            raise describe_write_failure(path, e) from e
+
+    def check_finite() -> None:
+        """Stop (every rank, same step) once a loss since the last check was NaN/Inf.
+
+        Called before anything is saved, so no file ever holds weights trained on a non-finite
+        loss. One device->host sync per call, not per step."""
+        nonlocal last_finite_step
+        if ctx.any_rank(bool(nonfinite.item())):
+            raise NonFiniteLossError(
+                f"the training loss became NaN/Inf between step {last_finite_step + 1} and step "
+                f"{global_step}; training stopped and nothing after step {last_finite_step} was saved "
+                f"(policy_last.ckpt / policy_best.ckpt in {run_dir} are from the last finite state "
+                f"saved, if any). Try a lower --learning_rate (now {prep.learning_rate:g}) or "
+                "--precision fp32, and check the data"
+            )
+        last_finite_step = global_step
+
     def save_state(completed_epoch_boundary: bool) -> None:
         """policy_last.ckpt + resume_state.pt (collective: gathers every rank's RNG state)."""
         rngs = ctx.gather_objects(rng_state())
         if not main:
             return
-        save_checkpoint(policy, run_dir / "policy_last.ckpt")
-        atomic_torch_save(
+        write_checkpoint(run_dir / "policy_last.ckpt")
+        save_resume_state(
             {
                 "model": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
                 "optimizer": optimizer.state_dict(),
@@ -390,6 +472,12 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             },
             resume_path,
         )
+
+    def save_resume_state(state: dict[str, Any], path: Path) -> None:
+        try:
+            atomic_torch_save(state, path)
+        except (OSError, RuntimeError) as e:
+            raise describe_write_failure(path, e) from e
 
     def write_metrics() -> None:
         if main:
@@ -413,7 +501,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         if best is None or last_val["val_loss"] < best["val_loss"]:
             best = dict(last_val)
             if main:
-                save_checkpoint(policy, run_dir / "policy_best.ckpt")
+                write_checkpoint(run_dir / "policy_best.ckpt")
 
     # ---- loop
     last_val: dict[str, Any] | None = None
@@ -438,6 +526,8 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         bar = tqdm(total=prep.total_steps, initial=global_step, unit="step", dynamic_ncols=True)
     acc = torch.zeros(3, device=device)  # running sums of l1, kl, loss since the last log line
     acc_n = 0
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any NaN/Inf loss since the last check
+    last_finite_step = global_step
     t_log, samples_at_log = time.perf_counter(), samples_seen
     interrupted = False
     policy.train()
@@ -453,6 +543,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         (out["loss"] * loss_scale).backward()
         optimizer.step()
 
+        nonfinite |= ~torch.isfinite(out["loss"].detach())
         acc += torch.stack([out["l1"], out["kl"], out["loss"]]).detach().float()
         acc_n += 1
         step_in_epoch += 1
@@ -462,6 +553,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             bar.update(1)
 
         if global_step % prep.log_interval == 0 or global_step == prep.total_steps:
+            check_finite()
             # Global-batch mean: weight each rank's mean by its share of the global batch.
             means = acc / acc_n * (prep.rank_batch_sizes[ctx.rank] / prep.global_batch * ctx.world_size)
             if ctx.distributed:
@@ -494,8 +586,11 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             epoch += 1
             step_in_epoch = 0
             last_epoch = global_step >= prep.total_steps
-            if main and prep.save_interval > 0 and epoch % prep.save_interval == 0:
-                save_checkpoint(policy, run_dir / epoch_checkpoint_name(epoch, prep.seed))
+            saving = prep.save_interval > 0 and epoch % prep.save_interval == 0
+            if saving or epoch % prep.val_interval == 0 or last_epoch:
+                check_finite()
+            if main and saving:
+                write_checkpoint(run_dir / epoch_checkpoint_name(epoch, prep.seed))
             if epoch % prep.val_interval == 0 or last_epoch:
                 run_validation()
                 write_metrics()
@@ -514,6 +609,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         if global_step >= prep.total_steps:
             interrupted = False  # the signal arrived during the very last step: just finish
         else:
+            check_finite()
             save_state(False)
             write_metrics()
             write_manifest("interrupted")
@@ -523,13 +619,14 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             return TrainResult("interrupted", figures("interrupted"))
 
     # ---- completed
+    check_finite()
     if has_val and (last_val is None or last_val["step"] != global_step):
         run_validation()
         write_metrics()
     if main:
-        save_checkpoint(policy, run_dir / "policy_last.ckpt")
+        write_checkpoint(run_dir / "policy_last.ckpt")
         if not has_val:
-            save_checkpoint(policy, run_dir / "policy_best.ckpt")
+            write_checkpoint(run_dir / "policy_best.ckpt")
             best = {"epoch": epoch, "step": global_step, "note": "no validation split: best = last"}
         train_seconds += time.perf_counter() - t_start
         t_start = time.perf_counter()  # from here on figures() adds nothing to train_seconds
@@ -537,12 +634,37 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         result["seconds"] = round(train_seconds, 3)
         result["samples_per_second"] = round(samples_seen / train_seconds, 3) if train_seconds else None
         result["steps_this_session"] = global_step - start_step
+        ranking: list[dict[str, Any]] = []
+        if has_val:
+            val_at_step = {r["step"]: r for r in metrics if r.get("kind") == "val"}
+            known = {"policy_last.ckpt": last_val, "policy_best.ckpt": best}
+            for path in run_dir.glob("policy_epoch_*_seed_*.ckpt"):
+                saved_epoch = int(path.name.split("_")[2])
+                if saved_epoch * prep.steps_per_epoch in val_at_step:
+                    known[path.name] = val_at_step[saved_epoch * prep.steps_per_epoch]
+
+            def make_val_loader():
+                all_val = validation_samples(prep.val_ids, prep.lengths, prep.val_samples)
+                return make_loader(val_dataset, ListBatchSampler(all_val, max(prep.rank_batch_sizes)), 0, pin)
+
+            ranking = rank_checkpoints(policy, run_dir, known, make_val_loader, device, amp_dtype)
+        verdict = baseline_verdict(best)
+        if verdict is not None:
+            if verdict["beats_mean_action_baseline"]:
+                log.info("%s", verdict["message"])
+            else:
+                log.warning("%s\nWARNING: %s\n%s", "!" * 100, verdict["message"], "!" * 100)
         atomic_write_text(run_dir / COMPLETE_NAME, json.dumps({"finished_at": now_iso(), **result,
-                                                                "best": best}, indent=2) + "\n")
+                                                                "best": best, "verdict": verdict,
+                                                                "checkpoint_ranking": ranking},
+                                                               indent=2) + "\n")
         if resume_path.exists():
             resume_path.unlink()
         write_manifest("completed")
-        manifest.update(training=result)
+        notes = manifest.data.get("notes", [])
+        if verdict is not None and not verdict["beats_mean_action_baseline"]:
+            notes = [*notes, verdict["message"]]
+        manifest.update(training=result, verdict=verdict, checkpoint_ranking=ranking, notes=notes)
         manifest.write()
         log.info("training done: %d steps, %d samples in %.1f s (%.1f samples/s); best epoch %s step %s",
                  global_step, samples_seen, train_seconds, result["samples_per_second"] or 0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -23,7 +22,10 @@ ISSUE_ARGUMENTS = {  # issue 4: names and defaults exactly
 }
 
 
-def test_every_issue_argument_exists_with_its_default_and_help(capsys):
+def test_every_issue_argument_exists_with_its_default_and_help(capsys, monkeypatch):
+    # The image sets ACT_INPUT_DIR / ACT_OUTPUT_DIR (Dockerfile): there the defaults are /data/...
+    monkeypatch.setenv("ACT_INPUT_DIR", "/data/input")
+    monkeypatch.setenv("ACT_OUTPUT_DIR", "/data/output")
     args = cli.build_parser().parse_args([])
     for name, default in ISSUE_ARGUMENTS.items():
         assert getattr(args, name) == default, name
@@ -38,7 +40,7 @@ def test_every_issue_argument_exists_with_its_default_and_help(capsys):
 
 def test_comma_or_space_separated_camera_lists():
     args = cli.build_parser().parse_args(["--camera_keys", "a,b", "c", "--camera_names", "x", "y,z",
-                                          "--gpus", "cpu"])
+                                          "--gpus", "cpu", "--input_dir", "in", "--output_dir", "out"])
     cli.validate_args(args, 0)
     assert args.camera_keys == ["a", "b", "c"] and args.camera_names == ["x", "y", "z"]
     assert args.lr_backbone == args.learning_rate  # default: the learning rate
@@ -72,33 +74,33 @@ def test_bad_combinations_exit_2_before_any_work(argv, message, tmp_path, capsys
     assert not out.exists()  # nothing was created: the check came first
 
 
-def run_bad_dataset(tmp_path: Path, input_dir: Path, capsys) -> tuple[int, str, dict]:
+def run_bad_dataset(tmp_path: Path, input_dir: Path, capsys) -> tuple[int, str]:
+    """A dataset that fails validation: exit 2, and the output folder is not even created (the
+    metadata is read before anything is written)."""
     out = tmp_path / "out"
     rc = cli.main(["--input_dir", str(input_dir), "--output_dir", str(out), "--gpus", "cpu",
                    "--hidden_dim", "64", "--dim_feedforward", "128", "--backbone_weights", "none"])
-    return rc, capsys.readouterr().err, json.loads((out / "manifest.json").read_text())
+    assert not out.exists()
+    return rc, capsys.readouterr().err
 
 
-def test_missing_input_dir_exits_2_and_manifest_says_failed(tmp_path, capsys):
-    rc, err, manifest = run_bad_dataset(tmp_path, tmp_path / "nothing_here", capsys)
+def test_missing_input_dir_exits_2_and_writes_nothing(tmp_path, capsys):
+    rc, err = run_bad_dataset(tmp_path, tmp_path / "nothing_here", capsys)
     assert rc == 2 and "nothing_here" in err and "does not exist" in err
-    assert manifest["status"] == "failed" and "nothing_here" in manifest["error"]
 
 
 def test_folder_without_a_dataset_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    rc, err, manifest = run_bad_dataset(tmp_path, tmp_path / "empty", capsys)
+    rc, err = run_bad_dataset(tmp_path, tmp_path / "empty", capsys)
     assert rc == 2 and "meta/info.json" in err
-    assert manifest["status"] == "failed"
 
 
 def test_broken_info_json_exits_2_naming_the_file(tmp_path, capsys, fixtures_dir):
     root = tmp_path / "ds"
     shutil.copytree(fixtures_dir / "so100_v30_video", root)
     (root / "meta" / "info.json").write_text("{not json")
-    rc, err, manifest = run_bad_dataset(tmp_path, root, capsys)
+    rc, err = run_bad_dataset(tmp_path, root, capsys)
     assert rc == 2 and "info.json" in err
-    assert manifest["status"] == "failed" and "info.json" in manifest["error"]
 
 
 def test_unknown_camera_key_exits_2_listing_the_available_ones(tmp_path, capsys, fixtures_dir):
@@ -111,11 +113,13 @@ def test_unknown_camera_key_exits_2_listing_the_available_ones(tmp_path, capsys,
 
 def test_innate_training_manager_names_are_aliases(tmp_path, capsys):
     out = tmp_path / "out"
-    rc = cli.main(["--max_steps", "5", "--learning_rate_backbone", "1e-6", "--gpus", "cpu",
-                   "--input_dir", str(tmp_path / "missing"), "--output_dir", str(out)])
-    assert rc == 2 and "does not exist" in capsys.readouterr().err
-    args = json.loads((out / "manifest.json").read_text())["arguments"]
-    assert (args["num_epochs"], args["steps"], args["lr_backbone"]) == (0, 5, 1e-6)
+    from lerobot_bridge.innate import rewrite_innate_args
+
+    argv = rewrite_innate_args(["--max_steps", "5", "--learning_rate_backbone", "1e-6", "--gpus", "cpu",
+                                "--input_dir", str(tmp_path / "missing"), "--output_dir", str(out)])
+    args = cli.build_parser().parse_args(argv)
+    cli.validate_args(args, 0)
+    assert (args.num_epochs, args.steps, args.lr_backbone) == (0, 5, 1e-6)
 
 
 def test_innate_input_keeps_the_cameras_named_by_camera_keys(tmp_path):
@@ -125,14 +129,15 @@ def test_innate_input_keeps_the_cameras_named_by_camera_keys(tmp_path):
 
     src = write_skill(tmp_path / "skill", "observations", [9, 9])
     args = cli.build_parser().parse_args(["--input_dir", str(tmp_path / "skill"), "--gpus", "cpu",
+                                          "--output_dir", str(tmp_path / "out"),
                                           "--camera_keys", "camera_2", "--camera_names", "arm"])
     cli.validate_args(args, 0)
-    result, reused = cli.convert_input(args, tmp_path / "conv")
+    result, reused = cli.convert_input(args, tmp_path / "conv", cli.plan_conversion(args))
     assert not reused and result.cameras == {"observations/images/camera_2": "arm"}
     with h5py.File(result.hdf5_paths[1], "r") as f:
         assert list(f["observations/images"]) == ["arm"]
         np.testing.assert_array_equal(f["observations/images/arm"][()], src[1]["frames"]["b"][..., ::-1])
-    again, reused = cli.convert_input(args, tmp_path / "conv")
+    again, reused = cli.convert_input(args, tmp_path / "conv", cli.plan_conversion(args))
     assert reused and again == result
 
 
