@@ -16,15 +16,24 @@ Two execution modes:
   (k = 0.01). Which predictions exist is tracked with a mask; upstream instead treats all-zero
   rows as empty and so silently drops a genuine prediction of exactly zero.
 
-CLI (a first sanity check after training):
-    python -m act.policy --run_dir DIR --episode FILE.hdf5 [--checkpoint NAME] [--temporal_ensemble]
-replays a recorded ACT HDF5 episode and prints the per-joint L1 between predicted and recorded actions.
+CLI (a first sanity check after training), replaying recorded episodes through the policy and
+printing the per-joint L1 between predicted and recorded actions:
+    python -m act.policy --run_dir OUT/checkpoints/RUN --source_episode N   # episode_index N of the dataset
+    python -m act.policy --run_dir OUT/checkpoints/RUN --val_episodes       # the run's validation episodes
+    python -m act.policy --run_dir OUT/checkpoints/RUN --episode FILE.hdf5  # an ACT HDF5 episode
+    [--checkpoint NAME] [--temporal_ensemble] [--max_steps N]
+--source_episode and --val_episodes read OUT/manifest.json (dataset path, conversion arguments, split)
+and decode those episodes from the dataset with the bridge, with the run's conversion options, into a
+temporary folder: the same HDF5 the training converted (which stays on disk only with
+--keep_converted_hdf5, in OUT/converted_hdf5/).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -190,12 +199,123 @@ def replay(runner: ACTRunner, episode: Path, max_steps: int = 0) -> np.ndarray:
     return errors
 
 
+EPISODE_HINT = ("converted ACT HDF5 episodes stay on disk only when training ran with --keep_converted_hdf5 "
+                "(OUT/converted_hdf5/episode_<i>.hdf5); without one, replay straight from the dataset: "
+                "--source_episode N (its episode_index) or --val_episodes")
+
+
+def run_manifest(run_dir: str | Path) -> dict:
+    """OUT/manifest.json for OUT/checkpoints/<run>, checked to describe that run."""
+    from lerobot_bridge.errors import DatasetError
+
+    run_dir = Path(run_dir)
+    path = run_dir.absolute().parent.parent / "manifest.json"
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; --run_dir must be OUT/checkpoints/<run_name> of a training "
+                           "output folder OUT (the manifest is OUT/manifest.json)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("run_name") not in (None, run_dir.name):
+        raise DatasetError(f"{path} describes run {manifest['run_name']!r}, not {run_dir.name!r} (the"
+                           " manifest holds the latest run of that output folder): use --episode FILE")
+    for key in ("dataset", "conversion", "arguments"):
+        if not manifest.get(key):
+            raise DatasetError(f"{path}: no {key!r} section (the run stopped before converting its data)")
+    return manifest
+
+
+def validation_source_episodes(manifest: dict) -> list[int]:
+    """The run's validation episodes (manifest split.val_episodes: output indices) as source episode_index."""
+    from lerobot_bridge.errors import DatasetError
+
+    val = (manifest.get("split") or {}).get("val_episodes")
+    if not val:
+        raise DatasetError("the run has no validation episodes (1 episode or --val_ratio 0); "
+                           "use --source_episode N")
+    source = {e["output_index"]: e["source_index"] for e in manifest["conversion"]["episodes"]}
+    return [source[i] for i in val]
+
+
+def convert_source_episodes(manifest: dict, source_indices: list[int], out_dir: Path) -> dict[int, Path]:
+    """Decode these source episodes of the run's dataset with the run's conversion options.
+
+    LeRobot input: only those episodes are decoded (one bridge EpisodeJob each, built as
+    `convert_dataset` builds it). Innate / ACT HDF5 input: the importer converts the folder (no
+    video to decode). Returns {source index: episode HDF5 in out_dir}.
+    """
+    from lerobot_bridge.errors import DatasetError
+
+    dataset_path = Path(manifest["dataset"]["path"])
+    kind = manifest["dataset"].get("input_kind", "lerobot")
+    args = manifest["arguments"]
+    options = {k: args.get(k) for k in ("episode_len", "idle_threshold", "max_episodes", "camera_keys",
+                                        "camera_names")}
+    if not dataset_path.is_dir():
+        raise DatasetError(f"{dataset_path}: the run's dataset (manifest dataset.path) is not there; "
+                           "pass --episode FILE instead")
+    trained = {e["source_index"]: e for e in manifest["conversion"]["episodes"]}
+    unknown = [i for i in source_indices if i not in trained]
+    if unknown:
+        raise DatasetError(f"source episode(s) {unknown} were not in this run's conversion "
+                           f"(episode_index values: {sorted(trained)})")
+    if kind != "lerobot":
+        from lerobot_bridge.innate import convert_innate
+
+        result = convert_innate(dataset_path, out_dir, progress=False, **options)
+        paths = dict(zip((e.source_index for e in result.episodes), result.hdf5_paths, strict=True))
+        return {i: paths[i] for i in source_indices}
+
+    from lerobot_bridge.convert import EpisodeJob, convert_episode
+    from lerobot_bridge.dataset import VELOCITY_KEY, open_dataset, select_cameras
+
+    dataset = open_dataset(dataset_path)
+    cameras = select_cameras(dataset, options["camera_keys"], options["camera_names"])
+    dtypes = {c.key: c.dtype for c in dataset.cameras}
+    episodes = {ep.index: ep for ep in dataset.episodes}
+    paths = {}
+    for i in source_indices:
+        if i not in episodes:
+            raise DatasetError(f"{dataset_path}: no episode_index {i} (the dataset changed since training?)")
+        job = EpisodeJob(
+            output_index=trained[i]["output_index"], output_path=out_dir / f"source_episode_{i}.hdf5",
+            episode=episodes[i], fps=dataset.fps, codebase_version=dataset.version,
+            cameras=[(k, name, dtypes[k]) for k, name in cameras.items()], tasks=dataset.tasks,
+            state_dim=dataset.state_dim, action_dim=dataset.action_dim,
+            velocity_key=VELOCITY_KEY if dataset.has_velocity else None,
+            idle_threshold=float(options["idle_threshold"]), episode_len=int(options["episode_len"]),
+            thread_count=0, extra_attrs={"source_dataset": str(dataset.root.name)},
+        )
+        report = convert_episode(job)
+        if (report.frames_in, report.frames_out) != (trained[i]["frames_in"], trained[i]["frames_out"]):
+            print(f"warning: source episode {i} now gives {report.frames_in} -> {report.frames_out} frames, "
+                  f"training converted {trained[i]['frames_in']} -> {trained[i]['frames_out']}: the dataset "
+                  "changed since training", file=sys.stderr)
+        paths[i] = job.output_path
+    return paths
+
+
+def print_report(label: str, errors: np.ndarray, mode: str, seconds: float, device) -> None:
+    ms_per_step = 1000 * seconds / max(len(errors), 1)
+    print(f"{label}: {len(errors)} steps, {mode}, {ms_per_step:.1f} ms/step on {device}")
+    print("joint  L1 (mean |pred - recorded|, action units)")
+    per_joint = errors.mean(axis=0)
+    for j, value in enumerate(per_joint):
+        print(f"{j:5d}  {value:.6f}")
+    print(f"mean   {per_joint.mean():.6f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m act.policy", description=(
-        "Replay a recorded ACT HDF5 episode through a trained policy and print the per-joint L1 "
-        "between predicted and recorded actions."))
-    parser.add_argument("--run_dir", required=True, help="checkpoints/<run_name> directory")
-    parser.add_argument("--episode", required=True, help="episode_<i>.hdf5 (upstream ACT layout)")
+        "Replay recorded episodes through a trained policy and print the per-joint L1 between predicted "
+        "and recorded actions: a source episode of the run's dataset (decoded with the run's conversion "
+        "options), the run's validation episodes, or an ACT HDF5 episode file."))
+    parser.add_argument("--run_dir", required=True, help="OUT/checkpoints/<run_name> directory")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--source_episode", type=int, nargs="+", metavar="N",
+                       help="episode_index N of the run's dataset (read from OUT/manifest.json)")
+    which.add_argument("--val_episodes", action="store_true",
+                       help="the run's validation episodes (manifest split.val_episodes)")
+    which.add_argument("--episode", help="episode_<i>.hdf5 in upstream ACT's layout; training keeps its "
+                       "conversion in OUT/converted_hdf5/ only with --keep_converted_hdf5")
     parser.add_argument("--checkpoint", default="policy_best.ckpt")
     parser.add_argument("--temporal_ensemble", action="store_true")
     parser.add_argument("--query_frequency", type=int, default=None)
@@ -209,9 +329,26 @@ def main(argv: list[str] | None = None) -> int:
         runner = ACTRunner.from_run_dir(args.run_dir, checkpoint=args.checkpoint, device=args.device,
                                         temporal_ensemble=args.temporal_ensemble,
                                         query_frequency=args.query_frequency)
-        start = time.perf_counter()
-        errors = replay(runner, Path(args.episode), args.max_steps)
-        elapsed = time.perf_counter() - start
+        results: list[tuple[str, np.ndarray, float]] = []
+        if args.episode is not None:
+            episode = Path(args.episode)
+            if not episode.is_file():
+                raise DatasetError(f"{episode}: episode file not found; {EPISODE_HINT}")
+            start = time.perf_counter()
+            results.append((f"episode {episode}", replay(runner, episode, args.max_steps),
+                            time.perf_counter() - start))
+        else:
+            manifest = run_manifest(args.run_dir)
+            sources = validation_source_episodes(manifest) if args.val_episodes else args.source_episode
+            with tempfile.TemporaryDirectory(prefix="act_replay_") as tmp:
+                t0 = time.perf_counter()
+                paths = convert_source_episodes(manifest, sources, Path(tmp))
+                print(f"decoded source episode(s) {sources} of {manifest['dataset']['path']} with the run's "
+                      f"conversion options in {time.perf_counter() - t0:.1f} s")
+                for i in sources:
+                    start = time.perf_counter()
+                    results.append((f"source episode {i}", replay(runner, paths[i], args.max_steps),
+                                    time.perf_counter() - start))
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return DatasetError.exit_code
@@ -223,14 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         mode = f"temporal ensemble (k={TEMPORAL_ENSEMBLE_K})"
     else:
         mode = f"chunks every {runner.query_frequency} steps"
-    ms_per_step = 1000 * elapsed / max(len(errors), 1)
-    print(f"episode {args.episode}: {len(errors)} steps, {mode}, "
-          f"{ms_per_step:.1f} ms/step on {runner.device}")
-    print("joint  L1 (mean |pred - recorded|, action units)")
-    per_joint = errors.mean(axis=0)
-    for j, value in enumerate(per_joint):
-        print(f"{j:5d}  {value:.6f}")
-    print(f"mean   {per_joint.mean():.6f}")
+    for label, errors, seconds in results:
+        print_report(label, errors, mode, seconds, runner.device)
+    if len(results) > 1:
+        everything = np.concatenate([errors for _, errors, _ in results])
+        print_report(f"all {len(results)} episodes", everything, mode,
+                     sum(seconds for _, _, seconds in results), runner.device)
     return 0
 
 
