@@ -1,8 +1,11 @@
 """Loss curves as a PNG, drawn with numpy and written with zlib (no matplotlib at runtime).
 
-One image, one panel per metric (l1, kl, loss), train and validation curves in each, a log
-y axis when every value is positive (losses span decades), the step range on the x axis.
-Text uses a built-in 3x5 pixel font scaled 2x: enough for titles, a legend and tick labels.
+One image, one panel per metric (l1, kl, loss), train and validation curves in each, and a last
+panel with the deploy metric: validation L1 of the action a robot runs (z = 0) against the
+same L1 of always predicting the training mean action. A falling loss says little (the KL term
+alone can halve it); a deploy curve that stays above the baseline is a policy that learned nothing
+useful, and the panel says so. A log y axis when every value is positive (losses span decades),
+the step range on the x axis. Text uses a built-in 3x5 pixel font scaled 2x.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ Series = tuple[Sequence[float], Sequence[float]]  # (steps, values)
 
 TRAIN_COLOR = (31, 119, 180)
 VAL_COLOR = (255, 127, 14)
+DEPLOY_COLOR = (44, 160, 44)
+BASELINE_COLOR = (214, 39, 40)
+WARN_COLOR = BASELINE_COLOR
+DEPLOY_PANEL = "deploy l1 (z=0)"
+CURVE_COLORS = {"train": TRAIN_COLOR, "val": VAL_COLOR, "deploy": DEPLOY_COLOR, "mean action": BASELINE_COLOR}
 AXIS_COLOR = (60, 60, 60)
 GRID_COLOR = (225, 225, 225)
 
@@ -42,6 +50,11 @@ _FONT = {
     "g": ["...", "###", "#.#", "###", "##."], "(": [".#.", "#..", "#..", "#..", ".#."],
     ")": [".#.", "..#", "..#", "..#", ".#."], "_": ["...", "...", "...", "...", "###"],
     ":": ["...", ".#.", "...", ".#.", "..."], "=": ["...", "###", "...", "###", "..."],
+    "d": ["..#", "..#", "###", "#.#", "###"], "y": ["#.#", "#.#", "###", "..#", "##."],
+    "m": ["...", "###", "###", "#.#", "#.#"], "c": ["...", "###", "#..", "#..", "###"],
+    "b": ["#..", "#..", "###", "#.#", "###"], "z": ["...", "###", ".#.", "#..", "###"],
+    "h": ["#..", "#..", "###", "#.#", "#.#"], "u": ["...", "#.#", "#.#", "#.#", "###"],
+    "w": ["...", "#.#", "#.#", "###", "###"], "f": [".##", "#..", "###", "#..", "#.."],
 }
 _SCALE = 2
 _CHAR_W = 4 * _SCALE
@@ -74,6 +87,10 @@ def _fmt(v: float) -> str:
     if 1e-2 <= abs(v) < 1e4:
         return f"{v:.3g}"
     return f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def _color(name: str, i: int):
+    return CURVE_COLORS.get(name, (TRAIN_COLOR, VAL_COLOR, DEPLOY_COLOR, BASELINE_COLOR)[i % 4])
 
 
 def _panel(img: np.ndarray, x: int, y: int, w: int, h: int, title: str, curves: dict[str, Series]) -> None:
@@ -115,7 +132,8 @@ def _panel(img: np.ndarray, x: int, y: int, w: int, h: int, title: str, curves: 
     end = _fmt(sx1)
     _text(img, px1 - len(end) * _CHAR_W, py1 + 8, end)
     _text(img, (px0 + px1) // 2 - 2 * _CHAR_W, py1 + 8, "step")
-    for (_name, (s, v)), color in zip(curves.items(), (TRAIN_COLOR, VAL_COLOR), strict=False):
+    for i, (name, (s, v)) in enumerate(curves.items()):
+        color = _color(name, i)
         s, v = np.asarray(s, float), np.asarray(v, float)
         ok = np.isfinite(v) & (v > 0 if log else True)
         xs, ys = to_px(s[ok], v[ok])
@@ -123,13 +141,45 @@ def _panel(img: np.ndarray, x: int, y: int, w: int, h: int, title: str, curves: 
             _line(img, xs[0] - 2, ys[0], xs[0] + 2, ys[0], color, 3)
         for i in range(len(xs) - 1):
             _line(img, xs[i], ys[i], xs[i + 1], ys[i + 1], color)
-    legend_x = px1 - 8 * _CHAR_W
-    for i, (name, color) in enumerate(zip(curves, (TRAIN_COLOR, VAL_COLOR), strict=False)):
+    legend_x = px1 - max(8, *(len(name) for name in curves)) * _CHAR_W
+    for i, name in enumerate(curves):
         ly = y + 8 + i * 12
+        color = _color(name, i)
         img[ly + 3 : ly + 6, legend_x - 16 : legend_x - 4] = color
         _text(img, legend_x, ly, name, color)
     if log:
         _text(img, x + 4, y + 8 + 14, "log")
+    if title == DEPLOY_PANEL and not beats_baseline(curves):
+        _text(img, x + left, y + 8 + 14, "not below mean action", WARN_COLOR)
+
+
+def curves_from_metrics(rows: list[dict]) -> dict[str, dict[str, Series]]:
+    """metrics.jsonl rows -> the plot's panels: l1, kl, loss (train and val) and the deploy panel.
+
+    Train rows carry `l1`, `kl`, `loss`; validation rows `val_l1`, `val_kl`, `val_loss` and the deploy
+    metric `val_l1_deploy` (z = 0) beside `val_l1_mean_action` (the constant mean-action predictor).
+    """
+    train = [r for r in rows if r.get("kind") == "train"]
+    val = [r for r in rows if r.get("kind") == "val"]
+
+    def series(rs: list[dict], key: str) -> Series:
+        picked = [(r["step"], r[key]) for r in rs if key in r]
+        return [s for s, _ in picked], [v for _, v in picked]
+
+    panels: dict[str, dict[str, Series]] = {
+        key: {"train": series(train, key), "val": series(val, f"val_{key}")} for key in ("l1", "kl", "loss")
+    }
+    panels[DEPLOY_PANEL] = {"deploy": series(val, "val_l1_deploy"),
+                            "mean action": series(val, "val_l1_mean_action")}
+    return panels
+
+
+def beats_baseline(deploy_panel: dict[str, Series]) -> bool:
+    """True unless the last deploy L1 is no lower than the last mean-action L1 (or there is no data)."""
+    deploy, baseline = deploy_panel.get("deploy", ([], []))[1], deploy_panel.get("mean action", ([], []))[1]
+    if not len(deploy) or not len(baseline):
+        return True  # nothing to judge: no warning
+    return bool(deploy[-1] < baseline[-1])
 
 
 def render_loss_curves(panels: dict[str, dict[str, Series]], panel_size=(400, 300)) -> np.ndarray:
@@ -173,6 +223,8 @@ def decode_png(data: bytes) -> np.ndarray:
     return rows[:, 1:].reshape(h, w, 3).copy()
 
 
-def write_loss_curves(path: str | Path, history: dict[str, dict[str, Series]]) -> None:
-    """Write the PNG atomically. history: {"l1": {"train": (steps, values), "val": ...}, ...}."""
-    atomic_write_bytes(path, encode_png(render_loss_curves(history)))
+def write_loss_curves(path: str | Path, history: dict[str, dict[str, Series]] | list[dict]) -> None:
+    """Write the PNG atomically. history: the metrics.jsonl rows (every panel, deploy L1 against the
+    mean-action baseline included), or the panels themselves {"l1": {"train": (steps, values), ...}}."""
+    panels = curves_from_metrics(history) if isinstance(history, list) else history
+    atomic_write_bytes(path, encode_png(render_loss_curves(panels)))
