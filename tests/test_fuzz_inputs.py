@@ -18,8 +18,8 @@ FUZZ_CASE_TIMEOUT seconds (default 20), leftovers, a Python warning raised while
 
 The damage is seeded: FUZZ_SEED (default below) and FUZZ_CASES (default 300) pick the cases;
 a failure names the seed, the case and the mutation, and
-`FUZZ_SEED=<seed> python -m pytest tests/test_fuzz_inputs.py -k c<case>` repeats it
-(the case id is c + the 4-digit case number, e.g. -k c0042).
+`FUZZ_SEED=<seed> FUZZ_CASES=<more than case> python -m pytest tests/test_fuzz_inputs.py -k c<case>`
+repeats it (the case id is c + the 4-digit case number, e.g. -k c0042).
 """
 
 from __future__ import annotations
@@ -222,7 +222,8 @@ def judge(run: Run, in_dir: Path, out_dir: Path) -> list[str]:
 def report(number: int, fixture: str, mutations: list[str], run: Run, problems: list[str]) -> str:
     return "\n".join([
         f"fuzz case failed: seed={SEED} case={number} fixture={fixture}",
-        f"reproduce: FUZZ_SEED={SEED} python -m pytest tests/test_fuzz_inputs.py -k c{number:04d}",
+        f"reproduce: FUZZ_SEED={SEED} FUZZ_CASES={max(number + 1, NUM_CASES)} "
+        f"python -m pytest tests/test_fuzz_inputs.py -k c{number:04d}",
         "mutations:",
         *(f"  {m}" for m in mutations),
         f"outcome: rc={run.rc!r} exception={run.exception!r} hung={run.hung} ({run.seconds:.2f} s)",
