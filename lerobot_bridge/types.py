@@ -51,6 +51,10 @@ class ConversionResult:
     total_frames_out: int = 0
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)  # input-kind specific facts
+    # What the conversion accepted but a user should know (declared camera size differs from the
+    # video, fps inconsistent with the timestamps, max_episodes above the episode count, ...);
+    # each is also logged. Absent in conversion.json files written before it existed.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def camera_names(self) -> list[str]:
@@ -66,5 +70,6 @@ class ConversionResult:
     @classmethod
     def from_dict(cls, data: dict) -> ConversionResult:
         data = dict(data)
+        data.setdefault("warnings", [])  # conversion.json written before the field existed
         data["episodes"] = [EpisodeReport(**e) for e in data["episodes"]]
         return cls(**data)
