@@ -9,14 +9,18 @@ streamed to disk in blocks.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,15 +38,21 @@ from lerobot_bridge.dataset import (
     select_cameras,
 )
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
-from lerobot_bridge.parquet_io import iter_episode_images, read_episode_rows
+from lerobot_bridge.hdf5_writer import TEMP_FILE_RE, EpisodeWriter, remove_stale_episodes
+from lerobot_bridge.parquet_io import (
+    iter_episode_images,
+    read_episode_rows,
+    row_groups_for_episode,
+)
 from lerobot_bridge.types import ConversionResult, EpisodeReport
-from lerobot_bridge.video import SegmentReader
+from lerobot_bridge.video import SegmentReader, probe_size
 
 log = logging.getLogger(__name__)
 
 CONVERTER_VERSION = "1"  # bump when the output for the same input and options changes
 BLOCK_FRAMES = 8  # PNG images decoded per block; in flight per worker: <= (1 + 4 queued) blocks of H x W x 3
+FPS_TOLERANCE = 0.10  # median timestamp step vs 1/fps: more than this relative difference is warned about
+WATCHDOG_SECONDS = 0.5  # how often a worker checks that its parent is still alive
 
 
 @dataclass
@@ -63,6 +73,10 @@ class EpisodeJob:
     episode_len: int
     thread_count: int
     extra_attrs: dict = field(default_factory=dict)
+    # camera key -> (H, W) every episode must decode to (decided in the planning step)
+    frame_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # feature key -> info.json `names` (for error messages naming the component)
+    feature_names: dict[str, list[str] | None] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +145,7 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
         state_dim=job.state_dim,
         action_dim=job.action_dim,
         expected_length=ep.length,
+        feature_names=job.feature_names,
     )
     n = len(rows)
     if n == 0:
@@ -175,6 +190,7 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
                 blocks = iter_episode_images(
                     ep.data_path, ep.index, key, rows_out.start, rows_out.stop, BLOCK_FRAMES
                 )
+                blocks = _checked_size(blocks, job.frame_shapes.get(key), ep.data_path, ep.index, key)
                 _write_camera(writer, name, blocks, num_out - take)
                 dropped[name], duplicated[name] = 0, 0
                 continue
@@ -186,7 +202,10 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
                 job.fps,
                 thread_count=job.thread_count,
             )
-            _write_camera(writer, name, (frame[None] for frame in reader), num_out - take)
+            blocks = _checked_size(
+                (frame[None] for frame in reader), job.frame_shapes.get(key), segment.path, ep.index, key
+            )
+            _write_camera(writer, name, blocks, num_out - take)
             dropped[name], duplicated[name] = reader.dropped, reader.duplicated
             _check_video_match(reader, ep, key, segment.from_timestamp, take)
     return EpisodeReport(
@@ -203,6 +222,20 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
         duplicated_frames=duplicated,
         seconds=round(time.perf_counter() - t0, 4),
     )
+
+
+def _checked_size(
+    blocks: Iterable[np.ndarray], expected: tuple[int, int] | None, source: Path, episode: int, key: str
+) -> Iterator[np.ndarray]:
+    """Pass blocks (B, H, W, 3) through, refusing a frame size other than the planned one, named
+    against the SOURCE file and episode (the HDF5 writer only sees a temporary output name)."""
+    for block in blocks:
+        if expected is not None and tuple(block.shape[1:3]) != tuple(expected):
+            raise DatasetError(
+                f"{source}: episode {episode} camera '{key}' decodes to {block.shape[1]}x{block.shape[2]} "
+                f"frames; expected {expected[0]}x{expected[1]} like the other episodes of this camera"
+            )
+        yield block
 
 
 def _write_camera(writer: EpisodeWriter, name: str, blocks, pad: int) -> None:
@@ -322,6 +355,108 @@ def check_conversion_options(episode_len: int, max_episodes: int, idle_threshold
         )
 
 
+def _frame_shapes(
+    dataset: LeRobotDataset, episodes: list[EpisodeMeta], cameras: dict[str, str], warnings: list[str]
+) -> dict[str, tuple[int, int]]:
+    """(H, W) per selected camera, from the files themselves (every video header; the first PNG
+    of the first episode for image cameras), checked before any episode is converted:
+
+    - every video of a camera must have one size (else the odd file and its episode are named);
+    - info.json's declared shape may be wrong: the decoded size wins, with a warning;
+    - all cameras must have one size: ACT stacks the cameras of a sample into one tensor, so
+      mixed sizes would convert fully and then crash the first training batch.
+    """
+    declared = {c.key: (c.height, c.width) for c in dataset.cameras}
+    dtypes = {c.key: c.dtype for c in dataset.cameras}
+    shapes: dict[str, tuple[int, int]] = {}
+    for key in cameras:
+        if dtypes[key] == "video":
+            sizes: dict[Path, tuple[int, int]] = {}
+            users: dict[Path, list[int]] = {}
+            for ep in episodes:
+                path = ep.videos[key].path
+                if path not in sizes:
+                    try:
+                        sizes[path] = probe_size(path)
+                    except DatasetError as err:  # same form as a worker's error: episode, then file
+                        raise DatasetError(f"episode {ep.index}: {err} (camera '{key}')") from None
+                users.setdefault(path, []).append(ep.index)
+            first_path = episodes[0].videos[key].path
+            shape = sizes[first_path]
+            for path, size in sizes.items():
+                if size != shape:
+                    raise DatasetError(
+                        f"{path}: camera '{key}' of episode {users[path][0]} is {size[0]}x{size[1]} (HxW), "
+                        f"but episode {episodes[0].index} ({first_path}) is {shape[0]}x{shape[1]}; every "
+                        "episode of a camera must have the same frame size (re-encode or drop that episode)"
+                    )
+            source = "videos"
+        else:
+            ep = episodes[0]
+            first = next(iter_episode_images(ep.data_path, ep.index, key, 0, 1, 1), None)
+            if first is None:
+                raise DatasetError(f"{ep.data_path}: episode {ep.index} has no '{key}' image")
+            shape = (int(first.shape[1]), int(first.shape[2]))
+            source = f"images (first PNG of episode {ep.index} in {ep.data_path})"
+        if declared[key] != (None, None) and declared[key] != shape:
+            dh, dw = declared[key]
+            warnings.append(
+                f"{dataset.info_path}: features['{key}'].shape declares {dh}x{dw} (HxW) but its {source} "
+                f"decode to {shape[0]}x{shape[1]}; using the decoded size"
+            )
+        shapes[key] = shape
+    if len(set(shapes.values())) > 1:
+        groups: dict[tuple[int, int], list[str]] = {}
+        for key, shape in shapes.items():
+            groups.setdefault(shape, []).append(key)
+        largest = max(groups.values(), key=len)
+        listing = ", ".join(f"'{k}' {h}x{w}" for k, (h, w) in shapes.items())
+        raise DatasetError(
+            f"{dataset.info_path}: the selected cameras have different frame sizes (HxW): {listing}; ACT "
+            "stacks every camera of a sample into one tensor, so they must all have the same size. "
+            f"Pick same-size cameras with --camera_keys (e.g. --camera_keys {' '.join(largest)})"
+        )
+    return shapes
+
+
+def _fps_warning(dataset: LeRobotDataset, ep: EpisodeMeta) -> str | None:
+    """A warning when the first episode's median timestamp step disagrees with info.json fps by
+    more than FPS_TOLERANCE: frames are matched to rows by timestamp with a half-period (1/(2 fps))
+    tolerance and training/deployment run at `fps`, so a wrong fps silently shifts both."""
+    pf = open_parquet(ep.data_path)
+    if not {"timestamp", "episode_index"} <= set(pf.schema_arrow.names):
+        return None  # the episode's own read names the missing column
+    table = pf.read_row_groups(row_groups_for_episode(pf, ep.index), columns=["timestamp", "episode_index"])
+    ts = table.column("timestamp").to_numpy().astype(np.float64)[
+        table.column("episode_index").to_numpy() == ep.index
+    ]
+    steps = np.diff(ts[np.isfinite(ts)])  # NaN/Inf are refused when the episode is converted
+    steps = steps[steps > 0]
+    if len(steps) < 2:
+        return None
+    step, expected = float(np.median(steps)), 1.0 / dataset.fps
+    if abs(step - expected) <= FPS_TOLERANCE * expected:
+        return None
+    return (
+        f"{dataset.info_path}: fps is {dataset.fps:g} (a {expected * 1000:.2f} ms step) but episode "
+        f"{ep.index}'s timestamps in {ep.data_path} step by {step * 1000:.2f} ms (median, "
+        f"{1.0 / step:.3g} fps); frames are matched to rows within half a frame period of the "
+        "declared fps, so check info.json fps"
+    )
+
+
+@dataclass
+class _Plan:
+    """What convert_dataset will do, decided from metadata and file headers before writing."""
+
+    dataset: LeRobotDataset
+    cameras: dict[str, str]  # key -> ACT name
+    episodes: list[EpisodeMeta]
+    options: dict  # as recorded in conversion.json (and fingerprinted)
+    frame_shapes: dict[str, tuple[int, int]]  # key -> (H, W)
+    warnings: list[str]
+
+
 def _plan(
     input_dir: str | os.PathLike,
     *,
@@ -330,29 +465,39 @@ def _plan(
     episode_len: int = 0,
     idle_threshold: float = 1e-4,
     max_episodes: int = 0,
-) -> tuple[LeRobotDataset, dict[str, str], list[EpisodeMeta], dict]:
-    """Open and check the dataset: (dataset, cameras {key: ACT name}, episodes to convert, options)."""
+) -> _Plan:
+    """Open and check the dataset, its files and its cameras' frame sizes."""
     check_conversion_options(episode_len, max_episodes, idle_threshold)
     dataset = open_dataset(input_dir)
     cameras = select_cameras(dataset, camera_keys, camera_names)
+    warnings: list[str] = []
+    if max_episodes > len(dataset.episodes):
+        warnings.append(
+            f"max_episodes={max_episodes} but {dataset.root} has {len(dataset.episodes)} episodes; "
+            f"using all {len(dataset.episodes)}"
+        )
     episodes = dataset.episodes[:max_episodes] if max_episodes else dataset.episodes
     _check_files(dataset, episodes, cameras)
+    shapes = _frame_shapes(dataset, episodes, cameras, warnings)
+    fps_warning = _fps_warning(dataset, episodes[0])
+    if fps_warning:
+        warnings.append(fps_warning)
     options = {
         "camera_keys": list(cameras),
         "camera_names": list(cameras.values()),
         "episode_len": episode_len,
-        "idle_threshold": idle_threshold,
+        "idle_threshold": float(idle_threshold),  # 0 and 0.0 must fingerprint alike
         "max_episodes": max_episodes,
     }
-    return dataset, cameras, episodes, options
+    return _Plan(dataset, cameras, episodes, options, shapes, warnings)
 
 
 def conversion_fingerprint(input_dir: str | os.PathLike, **options) -> str:
     """The `ConversionResult.fingerprint` that `convert_dataset(input_dir, out, **options)` returns
     (options: its keyword arguments but `workers` and `progress`, which do not change the output),
     read from the metadata without converting: equal to an earlier result's -> that output is reusable."""
-    dataset, _, episodes, recorded = _plan(input_dir, **options)
-    return fingerprint(dataset, episodes, recorded)
+    plan = _plan(input_dir, **options)
+    return fingerprint(plan.dataset, plan.episodes, plan.options)
 
 
 def convert_dataset(
@@ -382,7 +527,7 @@ def convert_dataset(
     t0 = time.perf_counter()
     if workers < 0:
         raise DatasetError(f"options must be >= 0: workers={workers}")
-    dataset, cameras, episodes, options = _plan(
+    plan = _plan(
         input_dir,
         camera_keys=camera_keys,
         camera_names=camera_names,
@@ -390,6 +535,9 @@ def convert_dataset(
         idle_threshold=idle_threshold,
         max_episodes=max_episodes,
     )
+    dataset, cameras, episodes, options = plan.dataset, plan.cameras, plan.episodes, plan.options
+    for message in plan.warnings:
+        log.warning("%s", message)
     fp = fingerprint(dataset, episodes, options)
 
     out = Path(output_dir)
@@ -418,6 +566,10 @@ def convert_dataset(
             episode_len=episode_len,
             thread_count=threads,
             extra_attrs={"source_dataset": str(dataset.root.name)},
+            frame_shapes=plan.frame_shapes,
+            feature_names={
+                k: dataset.feature_names(k) for k in (STATE_KEY, ACTION_KEY, velocity_key) if k is not None
+            },
         )
         for i, ep in enumerate(episodes)
     ]
@@ -464,34 +616,108 @@ def convert_dataset(
             "options": options,
             "workers": n_workers,
             "decoder_threads_per_worker": threads,
+            "frame_shapes": {k: list(v) for k, v in plan.frame_shapes.items()},
         },
+        warnings=list(plan.warnings),
     )
     save_result(result)
     return result
 
 
 def _run_jobs(jobs: list[EpisodeJob], n_workers: int, progress: bool | None) -> list[EpisodeReport]:
+    """Convert every job; each episode is reported as soon as it finishes.
+
+    On any exception (a worker's DatasetError, KeyboardInterrupt, the SIGTERM handlers of our
+    CLIs, which raise KeyboardInterrupt) the queued episodes are cancelled and the workers are
+    terminated at once instead of finishing their episode, so the caller can remove the outputs
+    and exit within a second or two. The caller (convert_dataset) discards the outputs.
+    """
     reports: list[EpisodeReport] = []
     with EpisodeProgress(len(jobs), progress) as bar:
         if n_workers == 1:
             for job in jobs:
                 reports.append(convert_episode(job))
                 bar.done(reports[-1])
-        else:
-            # spawn: PyAV/FFmpeg and h5py are not fork-safe.
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-                pending = {pool.submit(convert_episode, job) for job in jobs}
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for fut in finished:
-                        if fut.exception() is not None:
-                            for other in pending:
-                                other.cancel()
-                            raise fut.exception()
-                        reports.append(fut.result())
-                        bar.done(reports[-1])
+            return reports
+        # spawn: PyAV/FFmpeg and h5py are not fork-safe.
+        pool = ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        )
+        try:
+            order: dict[Future, int] = {}
+            for i, job in enumerate(jobs):
+                order[pool.submit(convert_episode, job)] = i
+            pending = set(order)
+            while pending:
+                # FIRST_COMPLETED: report each episode when it finishes, not all at the end.
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(finished, key=order.__getitem__):
+                    err = fut.exception()
+                    if err is not None:
+                        raise err  # a worker's DatasetError stays a DatasetError (exit 2)
+                    reports.append(fut.result())
+                    bar.done(reports[-1])
+        except BaseException:
+            _stop_pool_now(pool)
+            raise
+        pool.shutdown(wait=True)
     return sorted(reports, key=lambda r: r.output_index)
+
+
+def _stop_pool_now(pool: ProcessPoolExecutor, grace: float = 1.0) -> None:
+    """Cancel what is queued and end the workers now: SIGTERM, then SIGKILL after `grace` s.
+
+    `shutdown(wait=True)` (what `with ProcessPoolExecutor` does) would let every worker finish
+    the episode it holds, minutes for long episodes, while the user waits on Ctrl-C or SIGTERM.
+    Returns once every worker is gone, so none of them writes to the output folder any more."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown clears it
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Runs first in every worker process (spawned, so a fresh interpreter)."""
+    # Ctrl-C reaches the whole foreground process group; only the parent acts on it (it stops
+    # the workers), a KeyboardInterrupt here would just print a traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this process exit when `parent_pid` dies, even by SIGKILL (no cleanup runs there):
+    otherwise every worker (~300 MB each) and, through them, multiprocessing's resource tracker
+    live on forever.
+
+    Two mechanisms: Linux's PR_SET_PDEATHSIG delivers SIGKILL at once, but fires when the parent
+    THREAD that created this process exits (the pool may start workers from a thread other than
+    the main one), so a daemon thread also polls getppid(), which changes when the parent dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watchdog below still works
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="watch-parent", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(WATCHDOG_SECONDS)
+        if os.getppid() != parent_pid:  # reparented: the parent is gone
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class EpisodeProgress:
@@ -532,11 +758,16 @@ class EpisodeProgress:
 
 
 def discard_outputs(out: Path, count: int) -> None:
-    """After a failed run, remove its `episode_{i}.hdf5` (i < count) and `conversion.json`: episodes
-    already rewritten plus older ones would make a folder that looks complete but mixes runs."""
+    """After a failed run, remove its `episode_{i}.hdf5` (i < count), `conversion.json` and every
+    EpisodeWriter temporary: episodes already rewritten plus older ones would make a folder that
+    looks complete but mixes runs, and a terminated worker never removes its own temporary."""
     for i in range(count):
         (out / f"episode_{i}.hdf5").unlink(missing_ok=True)
     (out / "conversion.json").unlink(missing_ok=True)
+    if out.is_dir():
+        for path in out.iterdir():
+            if TEMP_FILE_RE.match(path.name):
+                path.unlink(missing_ok=True)
 
 
 def save_result(result: ConversionResult) -> None:

@@ -209,7 +209,7 @@ class EpisodeWriter:
 
 
 _EPISODE_FILE = re.compile(r"^episode_(\d+)\.hdf5$")
-_TEMP_FILE = re.compile(r"^\.episode_\d+\.hdf5\.tmp-\d+$")  # EpisodeWriter's temporaries
+TEMP_FILE_RE = re.compile(r"^\.episode_\d+\.hdf5\.tmp-\d+$")  # EpisodeWriter's temporaries
 
 
 def remove_stale_episodes(folder: Path, count: int) -> None:
@@ -217,6 +217,6 @@ def remove_stale_episodes(folder: Path, count: int) -> None:
     of crashed runs: anyone who globs the folder would mix them into training."""
     for path in folder.iterdir():
         m = _EPISODE_FILE.match(path.name)
-        if (m and int(m.group(1)) >= count) or _TEMP_FILE.match(path.name):
+        if (m and int(m.group(1)) >= count) or TEMP_FILE_RE.match(path.name):
             log.info("removing stale %s", path)
             path.unlink()

@@ -78,7 +78,47 @@ def vector_column(
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _row_groups_for_episode(pf: pq.ParquetFile, episode_index: int) -> list[int]:
+def first_non_finite(values: np.ndarray) -> tuple[int, int, float, int] | None:
+    """(row, component, value, count) of the first NaN/Inf in a (n,) or (n, D) array, or None.
+
+    NaN or Inf in a state, action or timestamp poisons the normalisation statistics and every
+    gradient step that samples it, so it must be refused at conversion, not found in training."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    flat = int(np.argmax(bad.reshape(-1)))
+    width = values.shape[1] if values.ndim == 2 else 1
+    row, comp = divmod(flat, width)
+    return row, comp, float(values.reshape(-1)[flat]), int(bad.sum())
+
+
+def check_finite(
+    values: np.ndarray,
+    *,
+    path: Path,
+    episode_index: int,
+    column: str,
+    names: list[str] | None = None,
+    frame_index: np.ndarray | None = None,
+) -> None:
+    """Refuse NaN/Inf, naming the file, episode, row (and frame_index), column and component
+    (with its name from info.json `names` when given)."""
+    found = first_non_finite(values)
+    if found is None:
+        return
+    row, comp, value, count = found
+    where = f"row {row}" + (f" (frame_index {int(frame_index[row])})" if frame_index is not None else "")
+    component = ""
+    if values.ndim == 2:
+        label = f" ('{names[comp]}')" if names and comp < len(names) else ""
+        component = f" component {comp}{label}"
+    raise DatasetError(
+        f"{path}: episode {episode_index} {where}: column '{column}'{component} is {value}; expected "
+        f"finite numbers ({count} non-finite value(s) in this episode's '{column}')"
+    )
+
+
+def row_groups_for_episode(pf: pq.ParquetFile, episode_index: int) -> list[int]:
     """Row groups whose min/max statistics of `episode_index` can contain the episode."""
     md = pf.metadata
     # Leaf column position (image structs hold two leaves each, so it differs from the arrow field index).
@@ -102,7 +142,12 @@ def read_episode_rows(
     state_dim: int,
     action_dim: int,
     expected_length: int,
+    feature_names: dict[str, list[str] | None] | None = None,
 ) -> EpisodeRows:
+    """One episode's numeric columns, checked: row count, frame_index order, finite and
+    increasing timestamps, finite state / action / velocity. feature_names: info.json `names`
+    per column, used in error messages."""
+    names_of = feature_names or {}
     pf = open_parquet(path)
     names = pf.schema_arrow.names
     required = [state_key, action_key, "episode_index", "frame_index", "timestamp"]
@@ -111,7 +156,7 @@ def read_episode_rows(
         raise DatasetError(f"{path}: missing columns {missing}; found {names}")
     columns = required + [c for c in ("task_index", velocity_key) if c and c in names]
     try:
-        table = pf.read_row_groups(_row_groups_for_episode(pf, episode_index), columns=columns)
+        table = pf.read_row_groups(row_groups_for_episode(pf, episode_index), columns=columns)
     except (pa.ArrowException, OSError) as err:
         raise DatasetError(f"{path}: cannot read rows of episode {episode_index}: {err}") from err
     mask = pc.equal(table.column("episode_index"), episode_index)
@@ -129,6 +174,11 @@ def read_episode_rows(
             f"(first values {frame_index[:8].tolist()})"
         )
     timestamp = table.column("timestamp").to_numpy().astype(np.float64)
+    # Before the order check: NaN compares false, so it would pass that check and reach the
+    # video reader, which would blame the mp4.
+    check_finite(
+        timestamp, path=path, episode_index=episode_index, column="timestamp", frame_index=frame_index
+    )
     if n > 1 and np.any(np.diff(timestamp) <= 0):
         bad = int(np.argmax(np.diff(timestamp) <= 0))
         raise DatasetError(
@@ -141,9 +191,21 @@ def read_episode_rows(
     task_index = (
         table.column("task_index").to_numpy().astype(np.int64) if "task_index" in table.column_names else None
     )
+    state = vector_column(table.column(state_key), state_key, path, state_dim)
+    action = vector_column(table.column(action_key), action_key, path, action_dim)
+    for key, values in ((state_key, state), (action_key, action), (velocity_key, velocity)):
+        if values is not None:
+            check_finite(
+                values,
+                path=path,
+                episode_index=episode_index,
+                column=key,
+                names=names_of.get(key),
+                frame_index=frame_index,
+            )
     return EpisodeRows(
-        state=vector_column(table.column(state_key), state_key, path, state_dim),
-        action=vector_column(table.column(action_key), action_key, path, action_dim),
+        state=state,
+        action=action,
         velocity=velocity,
         timestamp=timestamp,
         frame_index=frame_index,
@@ -179,7 +241,7 @@ def iter_episode_images(
     block: list[np.ndarray] = []
     batches = pf.iter_batches(
         batch_size=max(block_frames, 16),
-        row_groups=_row_groups_for_episode(pf, episode_index),
+        row_groups=row_groups_for_episode(pf, episode_index),
         columns=[key, "episode_index"],
     )
     for batch in batches:

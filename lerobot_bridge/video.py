@@ -27,6 +27,23 @@ import numpy as np
 from lerobot_bridge.errors import DatasetError
 
 
+def probe_size(path: Path) -> tuple[int, int]:
+    """(height, width) of the first video stream, from the container header (nothing decoded):
+    cheap enough to check every file before the first episode is converted."""
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DatasetError(f"{path}: no video stream")
+            ctx = container.streams.video[0].codec_context
+            height, width = int(ctx.height), int(ctx.width)
+    except av.FFmpegError as err:
+        raise DatasetError(f"{path}: cannot open video ({err})") from err
+    if height <= 0 or width <= 0:
+        raise DatasetError(f"{path}: video stream has no frame size in its header ({height}x{width})")
+    return height, width
+
+
 class SegmentReader:
     """Frames of one camera for a run of rows, one (H, W, 3) uint8 RGB frame per row.
 
