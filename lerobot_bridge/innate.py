@@ -14,16 +14,29 @@ is recorded in `ConversionResult.extra["layouts"]`:
   (`manipulation/manipulation_server.py`, `_run_inference_once`) says "Keep BGR + INTER_AREA to
   match the training pipeline (recorder -> H5 -> webdataset)".
 - "top_level" (docs.innate.bot): `qpos`, `qvel`, `action`, `images/main_camera`,
-  `images/arm_camera` at the root. The docs do not state the channel order; Innate's whole
-  pipeline is BGR (above), so BGR is assumed for both layouts (`color_order` overrides).
+  `images/arm_camera` at the root, RGB frames: Innate's documentation describes this layout
+  as RGB (as reported in audit issue 12; the recorder code above writes the other layout).
 
 The same "observations" layout without Innate metadata is upstream ACT's own episode format
 (`episode_{i}.hdf5`, RGB): a plain folder of those converts too (`input_kind="act_hdf5"`).
 
+Colour order (`color_order`, default "auto"): "top_level" layout -> RGB (the docs), the
+"observations" layout in an Innate skill -> BGR (the recorder), a plain ACT HDF5 folder -> RGB.
+"rgb" / "bgr" force one order for every episode. The order used per layout is logged and
+recorded in `extra["color_order_by_layout"]`; `extra["converted_bgr_to_rgb"]` is True when any
+episode's frames were swapped (the output is always RGB).
+
+Checked before anything is written: every episode's header and its qpos / qvel / action
+values (NaN or Inf refused, naming file, field, row and column), the kept cameras' frame sizes
+(all equal, unless `image_size` resizes them; mixed sizes name every camera and its HxW), and
+`data/dataset_metadata.json` (invalid JSON or a non-numeric `data_frequency` refused: fps would
+be wrong). The skill's own `metadata.json` is not read for training (only the Innate export
+updates it): a broken one is a warning in `ConversionResult.warnings`.
+
 What the conversion does, once, while streaming frames in blocks (episodes are up to 1800
 frames of 480x640 per camera, ~1.6 GB each, so nothing holds a whole camera in memory):
-- BGR -> RGB (our model and upstream ACT see RGB; the Innate export folds the swap back into
-  the first convolution, see `act/export_innate.py`).
+- BGR -> RGB where the source is BGR (our model and upstream ACT see RGB; the Innate export
+  folds the runtime's BGR back into the first convolution, see `act/export_innate.py`).
 - The two trailing action columns are detected by content (progress ramp + 0/1 flag), kept by
   default, dropped with `keep_extra_action_columns=False`. Kept because Innate's runtime reads
   action[8] as progress for early termination (innate-os `manipulation_server.py`,
@@ -71,6 +84,7 @@ from lerobot_bridge.convert import (
 )
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
+from lerobot_bridge.parquet_io import first_non_finite
 from lerobot_bridge.types import ConversionResult, EpisodeReport
 
 # Training Manager / Innate trainer hyperparameter names -> our CLI's names. Innate's
@@ -92,6 +106,14 @@ INNATE_ARG_ALIASES: dict[str, str] = {
 INNATE_ARG_IMPLIES: dict[str, list[str]] = {"--max_steps": ["--num_epochs", "0"]}
 
 INNATE_CAMERA_ORDER = ("camera_1", "camera_2", "main_camera", "arm_camera")
+COLOR_ORDERS = ("auto", "rgb", "bgr")
+# color_order="auto": the source channel order per (input kind, layout), and why.
+AUTO_COLOR_ORDER = {
+    ("innate", "observations"): ("bgr", "Innate recorder layout: OpenCV BGR frames"),
+    ("innate", "top_level"): ("rgb", "documented Innate layout: RGB per Innate's docs"),
+    ("act_hdf5", "observations"): ("rgb", "upstream ACT episodes are RGB"),
+    ("act_hdf5", "top_level"): ("rgb", "documented Innate layout: RGB per Innate's docs"),
+}
 EXTRA_ACTION_COLUMNS = ("progress", "termination")
 _EPISODE_RE = re.compile(r"^episode_(\d+)\.(h5|hdf5)$")
 _FAILURE_WORDS = {"failure", "failed", "fail", "unsuccessful", "failed_episode"}
@@ -189,8 +211,9 @@ class SourceEpisode:
     length: int
     state_dim: int
     action_dim: int
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, int]  # (H, W) of the first camera in camera_keys
     has_extra_columns: bool = False
+    camera_shapes: dict[str, tuple[int, int]] | None = None  # HDF5 path -> (H, W)
 
 
 def _inspect_episode(index: int, path: Path) -> SourceEpisode:
@@ -238,7 +261,7 @@ def _inspect_episode(index: int, path: Path) -> SourceEpisode:
         known = [n for n in INNATE_CAMERA_ORDER if n in names]
         names = known + sorted(n for n in names if n not in known)  # main camera first
         camera_keys = [f"{images_group}/{n}" for n in names]
-        image_shape = None
+        camera_shapes: dict[str, tuple[int, int]] = {}
         for key in camera_keys:
             ds = f[key]
             if not isinstance(ds, h5py.Dataset) or ds.ndim != 4 or ds.shape[-1] != 3 or ds.dtype != np.uint8:
@@ -251,12 +274,14 @@ def _inspect_episode(index: int, path: Path) -> SourceEpisode:
                 raise DatasetError(
                     f"{path}: field '{key}' has {ds.shape[0]} frames but '{qpos_key}' has {length} rows"
                 )
-            if image_shape is not None and ds.shape[1:3] != image_shape:
-                raise DatasetError(
-                    f"{path}: field '{key}' frames are {ds.shape[1:3]} but '{camera_keys[0]}' frames are "
-                    f"{image_shape}; expected every camera at the same size"
-                )
-            image_shape = ds.shape[1:3]
+            # Sizes across cameras are compared once the cameras to keep are known (_plan).
+            camera_shapes[key] = (int(ds.shape[1]), int(ds.shape[2]))
+        action_values = action[:]
+        fields = [(qpos_key, qpos[:]), ("action", action_values)]
+        if qvel_key and f[qvel_key].shape == qpos.shape:
+            fields.append((qvel_key, f[qvel_key][:]))
+        for name, values in fields:
+            _check_finite(path, name, values)
         return SourceEpisode(
             index=index,
             path=path,
@@ -268,9 +293,25 @@ def _inspect_episode(index: int, path: Path) -> SourceEpisode:
             length=length,
             state_dim=qpos.shape[1],
             action_dim=action.shape[1],
-            image_shape=tuple(image_shape),
-            has_extra_columns=has_extra_action_columns(action[:]),
+            image_shape=camera_shapes[camera_keys[0]],
+            has_extra_columns=has_extra_action_columns(action_values),
+            camera_shapes=camera_shapes,
         )
+
+
+def _check_finite(path: Path, name: str, values: np.ndarray) -> None:
+    """NaN/Inf in qpos, qvel or action would poison the normalisation statistics and training:
+    refuse them, naming the file, field, row and column."""
+    if not np.issubdtype(values.dtype, np.floating):
+        return
+    found = first_non_finite(values)
+    if found is None:
+        return
+    row, column, value, count = found
+    raise DatasetError(
+        f"{path}: field '{name}' row {row} column {column} is {value}; expected finite numbers "
+        f"({count} non-finite value(s) in '{name}')"
+    )
 
 
 def recorded_episodes(root: Path) -> tuple[list[SourceEpisode], dict]:
@@ -318,8 +359,34 @@ def _read_dataset_metadata(root: Path) -> tuple[Path | None, dict]:
             episodes = data.get("episodes", [])
             if not isinstance(episodes, list):
                 raise DatasetError(f"{p}: field 'episodes' is {type(episodes).__name__}; expected a list")
+            freq = data.get("data_frequency")
+            # The training fps comes from here: a string or a negative number must not become a
+            # crash later or a silently wrong rate.
+            if freq is not None and (isinstance(freq, bool) or not isinstance(freq, int | float) or freq < 0):
+                raise DatasetError(
+                    f"{p}: field 'data_frequency' is {freq!r}; expected the recording rate in Hz "
+                    "(a positive number), or leave it out"
+                )
             return p, data
     return None, {}
+
+
+def _skill_metadata_warning(root: Path) -> str | None:
+    """The skill's metadata.json is not needed to train (only the Innate export rewrites its
+    `execution` block), so a broken one is a warning here, not an error."""
+    path = root / "metadata.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return f"{path}: not valid JSON ({e}); conversion does not need it, but the Innate export will fail"
+    if not isinstance(data, dict):
+        return (
+            f"{path}: top level is {type(data).__name__}; expected a JSON object (conversion does not "
+            "need it, but the Innate export will fail)"
+        )
+    return None
 
 
 def _is_failure(entry: dict) -> bool:
@@ -440,7 +507,9 @@ class _Plan:
 
     root: Path
     kind: str
-    color_order: str
+    color_order: str  # as asked: "auto", "rgb" or "bgr"
+    color_by_layout: dict[str, tuple[str, str]]  # layout -> (source order "rgb" | "bgr", why)
+    warnings: list[str]
     meta_path: Path | None
     meta: dict
     total_episodes: int  # episode files found
@@ -464,7 +533,7 @@ def _plan(
     max_episodes: int = 0,
     camera_keys: list[str] | None = None,
     camera_names: list[str] | None = None,
-    color_order: str | None = None,
+    color_order: str | None = "auto",
     image_size: tuple[int, int] | None = None,
 ) -> _Plan:
     """Check the input and decide what to convert; the arguments are convert_innate's."""
@@ -476,9 +545,9 @@ def _plan(
             f"{root}: is a LeRobot dataset (meta/info.json); use lerobot_bridge.convert.convert_dataset"
         )
     if color_order is None:
-        color_order = "bgr" if kind == "innate" else "rgb"
-    if color_order not in ("bgr", "rgb"):
-        raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+        color_order = "auto"
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
     if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
         raise ValueError(f"image_size must be (height, width) with positive values, got {image_size!r}")
 
@@ -487,6 +556,12 @@ def _plan(
     failed = _failed_episode_indices(meta_path, meta)
     skipped = sorted(i for i, _ in files if i in failed) if not include_failures else []
     selected = [(i, p) for i, p in files if include_failures or i not in failed]
+    warnings: list[str] = []
+    if max_episodes > len(selected):
+        warnings.append(
+            f"max_episodes={max_episodes} but {root} has {len(selected)} episodes to convert; "
+            f"using all {len(selected)}"
+        )
     if max_episodes > 0:
         selected = selected[:max_episodes]
     if not selected:
@@ -506,7 +581,6 @@ def _plan(
                 [k.rsplit("/", 1)[1] for k in ep.camera_keys],
                 [k.rsplit("/", 1)[1] for k in first.camera_keys],
             ),
-            ("image size", ep.image_shape, first.image_shape),
         ):
             if a != b:
                 raise DatasetError(
@@ -516,8 +590,38 @@ def _plan(
 
     keys = _select_cameras(first, camera_keys)
     picks = [first.camera_keys.index(k) for k in keys]  # same layout in every episode (checked above)
+    first_sizes = [first.camera_shapes[k] for k in keys]
+    if image_size is None and len(set(first_sizes)) > 1:
+        listing = ", ".join(f"'{k}' {h}x{w}" for k, (h, w) in zip(keys, first_sizes, strict=True))
+        groups: dict[tuple[int, int], list[str]] = {}
+        for k, size in zip(keys, first_sizes, strict=True):
+            groups.setdefault(size, []).append(k.rsplit("/", 1)[1])
+        largest = max(groups.values(), key=len)
+        raise DatasetError(
+            f"{first.path}: the selected cameras have different frame sizes (HxW): {listing}; ACT stacks "
+            "every camera of a sample into one tensor, so they must all have the same size. Pick "
+            f"same-size cameras with --camera_keys (e.g. --camera_keys {' '.join(largest)}) or resize "
+            "them all with image_size"
+        )
     for ep in episodes:
         ep.camera_keys = [ep.camera_keys[i] for i in picks]
+        sizes = [ep.camera_shapes[k] for k in ep.camera_keys]
+        if sizes != first_sizes and image_size is None:
+            raise DatasetError(
+                f"{ep.path}: camera frame sizes are {sizes} (HxW, cameras {ep.camera_keys}) but {first.path} "
+                f"has {first_sizes}; expected every episode of a skill to share them (ACT batches "
+                "episodes together)"
+            )
+        ep.image_shape = sizes[0]
+    resolved = {}
+    for layout in sorted({ep.layout for ep in episodes}):
+        if color_order == "auto":
+            resolved[layout] = AUTO_COLOR_ORDER[(kind, layout)]
+        else:
+            resolved[layout] = (color_order, "color_order option")
+    meta_warning = _skill_metadata_warning(root) if kind == "innate" else None
+    if meta_warning:
+        warnings.append(meta_warning)
     source_names = [k.rsplit("/", 1)[1] for k in keys]
     if camera_names is None:
         camera_names = source_names
@@ -531,7 +635,7 @@ def _plan(
         keep_extra_action_columns=keep_extra_action_columns,
         include_failures=include_failures,
         episode_len=episode_len,
-        idle_threshold=idle_threshold,
+        idle_threshold=float(idle_threshold),  # 0 and 0.0 must fingerprint alike
         max_episodes=max_episodes,
         camera_keys=keys,
         camera_names=camera_names,
@@ -542,6 +646,8 @@ def _plan(
         root=root,
         kind=kind,
         color_order=color_order,
+        color_by_layout=resolved,
+        warnings=warnings,
         meta_path=meta_path,
         meta=meta,
         total_episodes=len(files),
@@ -571,7 +677,7 @@ def convert_innate(
     max_episodes: int = 0,
     camera_keys: list[str] | None = None,
     camera_names: list[str] | None = None,
-    color_order: str | None = None,
+    color_order: str | None = "auto",
     image_size: tuple[int, int] | None = None,
     progress: bool | None = None,
 ) -> ConversionResult:
@@ -581,8 +687,9 @@ def convert_innate(
     `output_dir/conversion.json`, like `lerobot_bridge.convert.convert_dataset`.
     camera_keys: cameras to keep, in order, by name ("camera_1") or HDF5 path; None = all,
         main camera first. camera_names: the ACT names for them (default: the source names).
-    color_order: "bgr" or "rgb" for the source frames; None = "bgr" for Innate skills (both
-        layouts), "rgb" for plain upstream-ACT folders.
+    color_order: channel order of the source frames: "auto" (or None) = per layout (Innate
+        recorder "observations" layout BGR, documented "top_level" layout RGB, plain upstream-ACT
+        folders RGB); "rgb" / "bgr" force one order. The output is always RGB.
     image_size: (height, width) to resize every frame to (area averaging); None keeps it.
     progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
     """
@@ -599,7 +706,7 @@ def convert_innate(
         color_order=color_order,
         image_size=image_size,
     )
-    root, kind, color_order = plan.root, plan.kind, plan.color_order
+    root, kind, color_by_layout = plan.root, plan.kind, plan.color_by_layout
     meta_path, meta, skipped = plan.meta_path, plan.meta, plan.skipped
     episodes, keys, camera_names = plan.episodes, plan.keys, plan.camera_names
     first = episodes[0]
@@ -620,16 +727,26 @@ def convert_innate(
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for message in plan.warnings:
+        log.warning("%s", message)
     log.info(
-        "converting %d episodes of %s (%s, layouts %s, %s frames, cameras %s, extra action columns %s)",
+        "converting %d episodes of %s (%s, layouts %s, cameras %s, extra action columns %s)",
         len(episodes),
         root,
         kind,
         sorted({ep.layout for ep in episodes}),
-        color_order.upper(),
         dict(zip(keys, camera_names, strict=True)),
         ("kept" if keep_extra_action_columns else "dropped") if extra_found else "none",
     )
+    for layout, (order, why) in color_by_layout.items():
+        log.info(
+            "%s layout: source frames read as %s (color_order=%s: %s)%s",
+            layout,
+            order.upper(),
+            plan.color_order,
+            why,
+            ", converted to RGB" if order == "bgr" else "",
+        )
     if skipped:
         log.info("skipping %d episodes marked failed in %s: %s", len(skipped), meta_path, skipped)
     reports: list[EpisodeReport] = []
@@ -647,7 +764,7 @@ def convert_innate(
                     camera_names,
                     action_cols=slice(0, action_dim),
                     rows=rows,
-                    bgr_to_rgb=color_order == "bgr",
+                    bgr_to_rgb=color_by_layout[ep.layout][0] == "bgr",
                     image_size=image_size,
                     attrs={
                         "source_file": str(ep.path),
@@ -681,6 +798,7 @@ def convert_innate(
     remove_stale_episodes(out, len(episodes))
 
     h, w = image_size or first.image_shape
+    orders = sorted({order for order, _ in color_by_layout.values()})
     result = ConversionResult(
         input_kind=kind,
         input_dir=str(root.absolute()),
@@ -700,8 +818,12 @@ def convert_innate(
         seconds=round(time.perf_counter() - t0, 3),
         extra={
             "layouts": sorted({ep.layout for ep in episodes}),
-            "color_order": color_order,
-            "converted_bgr_to_rgb": color_order == "bgr",
+            # the source order if one for every episode, else "mixed" (see color_order_by_layout)
+            "color_order": orders[0] if len(orders) == 1 else "mixed",
+            "color_order_option": plan.color_order,
+            "color_order_by_layout": {layout: order for layout, (order, _) in color_by_layout.items()},
+            # True when frames were swapped BGR -> RGB (the output is RGB either way)
+            "converted_bgr_to_rgb": any(order == "bgr" for order, _ in color_by_layout.values()),
             "image_size": [h, w],
             "source_image_size": list(first.image_shape),
             "action_extra_columns": {
@@ -719,6 +841,7 @@ def convert_innate(
             "total_episodes_in_source": plan.total_episodes,
             "options": plan.options,
         },
+        warnings=list(plan.warnings),
     )
     save_result(result)
     return result

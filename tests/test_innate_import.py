@@ -167,8 +167,11 @@ def test_documented_top_level_layout(tmp_path):
         out = read(tmp_path / "out" / f"episode_{i}.hdf5")
         np.testing.assert_array_equal(out["action"], src[i]["action"].astype(np.float32))
         np.testing.assert_array_equal(out["qpos"], src[i]["qpos"].astype(np.float32))
-        np.testing.assert_array_equal(out["images"]["main"], src[i]["frames"]["a"][..., ::-1])
-        np.testing.assert_array_equal(out["images"]["arm"], src[i]["frames"]["b"][..., ::-1])
+        # documented layout: RGB per Innate's docs, so frames pass through unswapped (issue 12)
+        np.testing.assert_array_equal(out["images"]["main"], src[i]["frames"]["a"])
+        np.testing.assert_array_equal(out["images"]["arm"], src[i]["frames"]["b"])
+    assert res.extra["color_order_by_layout"] == {"top_level": "rgb"}
+    assert res.extra["converted_bgr_to_rgb"] is False
 
 
 def test_plain_upstream_act_folder_is_rgb_and_exact(tmp_path):
