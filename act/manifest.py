@@ -91,8 +91,8 @@ class Manifest:
         if path.exists():
             try:
                 return cls(path, json.loads(path.read_text()))
-            except json.JSONDecodeError:
-                pass  # never happens with atomic writes; start over rather than fail the run
+            except (OSError, ValueError):
+                pass  # not readable JSON (never with atomic writes): start over rather than fail here
         return cls(path)
 
     def update(self, **sections: Any) -> Manifest:

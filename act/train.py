@@ -176,18 +176,6 @@ def read_metrics(path: Path, max_step: int | None = None) -> list[dict]:
     return rows
 
 
-def curves_from_metrics(rows: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
-    out = {}
-    for key in ("l1", "kl", "loss"):
-        train = [(r["step"], r[key]) for r in rows if r["kind"] == "train"]
-        val = [(r["step"], r[f"val_{key}"]) for r in rows if r["kind"] == "val"]
-        out[key] = {
-            "train": ([s for s, _ in train], [v for _, v in train]),
-            "val": ([s for s, _ in val], [v for _, v in val]),
-        }
-    return out
-
-
 def format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -482,7 +470,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
     def write_metrics() -> None:
         if main:
             atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in metrics))
-            write_loss_curves(run_dir / PLOT_NAME, curves_from_metrics(metrics))
+            write_loss_curves(run_dir / PLOT_NAME, metrics)  # deploy L1 vs the baseline too
 
     def run_validation() -> None:
         nonlocal best, last_val

@@ -63,6 +63,7 @@ def test_comma_or_space_separated_camera_lists():
         (["--batch_size", "0"], "--batch_size must be >= 1"),
         (["--learning_rate", "0"], "--learning_rate must be > 0"),
         (["--run_name", "../escape"], "--run_name"),
+        (["--backbone_weights", "/nonexistent.pth"], "--backbone_weights /nonexistent.pth: no such file"),
     ],
 )
 def test_bad_combinations_exit_2_before_any_work(argv, message, tmp_path, capsys):

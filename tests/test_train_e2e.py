@@ -169,7 +169,9 @@ def test_identical_command_on_a_finished_run_does_not_retrain(e2e):
     assert "already completed" in proc.stdout
     assert (run_dir / "policy_last.ckpt").read_bytes() == before
     m = json.loads((out / "manifest.json").read_text())
-    assert m["status"] == "completed" and m["conversion"]["reused"] is True
+    # Decided from the metadata before converting: the manifest keeps the training run's record.
+    assert m["status"] == "completed" and m["conversion"]["reused"] is False
+    assert "nothing converted or trained this time" in m["notes"][-1]
 
 
 def test_smoke_one_epoch_batch_8_two_episodes_default_model(tmp_path, fixtures_dir):
