@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--max_episodes", type=int, default=0, help="use the first N episodes (0 = all)")
     bridge.add_argument("--convert_workers", type=int, default=0,
                         help="conversion processes (0 = one per CPU)")
+    bridge.add_argument("--color_order", default="auto", choices=("auto", "rgb", "bgr"),
+                        help="channel order of Innate / ACT HDF5 frames: auto = BGR for an Innate recorder "
+                        "skill (observations/ layout), RGB for the documented top-level layout and for plain "
+                        "ACT HDF5 folders (LeRobot videos are always RGB)")
+    bridge.add_argument("--image_size", default=None,
+                        help="HxW, e.g. 224x224: resize Innate / ACT HDF5 frames at conversion (area "
+                        "averaging, as Innate's runtime); default: keep the recorded size")
     bridge.add_argument("--keep_converted_hdf5", action="store_true",
                         help="keep the ACT HDF5 episodes in OUTPUT/converted_hdf5/ (else a temporary folder "
                         "removed at the end)")
@@ -225,6 +232,11 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int) -> LaunchPla
         raise UsageError("--resume and --fresh contradict each other: pick one")
     if args.run_name != "auto" and not re.fullmatch(r"[A-Za-z0-9._-]+", args.run_name):
         raise UsageError(f"--run_name {args.run_name!r}: use letters, digits, '.', '_' and '-' only")
+    if args.image_size is not None:
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(args.image_size))
+        if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+            raise UsageError(f"--image_size {args.image_size}: expected HxW with H, W >= 1 (e.g. 224x224)")
+        args.image_size = f"{int(match.group(1))}x{int(match.group(2))}"
     for name in ("input_dir", "output_dir"):
         if not getattr(args, name):
             raise UsageError(f"--{name} is required (the container's entrypoint passes /data/input and "
@@ -291,6 +303,15 @@ def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
     options = {"episode_len": args.episode_len, "idle_threshold": args.idle_threshold,
                "max_episodes": args.max_episodes, "camera_keys": args.camera_keys,
                "camera_names": args.camera_names}
+    if kind == "lerobot":
+        if args.color_order != "auto" or args.image_size:
+            raise UsageError(f"{input_dir} is a LeRobot dataset: --color_order and --image_size apply to "
+                             "Innate skills and ACT HDF5 folders only (LeRobot frames are RGB at their "
+                             "recorded size)")
+    else:
+        options["color_order"] = args.color_order
+        if args.image_size:
+            options["image_size"] = tuple(int(v) for v in args.image_size.split("x"))
     return ConversionPlan(kind, options, _converter(kind).conversion_fingerprint(input_dir, **options))
 
 
@@ -851,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     try:
         conv_plan = plan_conversion(args)
-    except DatasetError as e:
+    except (DatasetError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -155,3 +155,39 @@ def test_untrained_hold_note_only_when_final_holds_are_trimmed_and_not_padded_ba
     assert "final hold of 2 of 3 episodes" in note and "--episode_len 23" in note
     assert cli.untrained_hold_note(episodes, episode_len=30) is None  # padded back with a hold
     assert cli.untrained_hold_note([report(0, 12, 0)], episode_len=0) is None  # nothing trimmed
+
+
+def test_innate_colour_order_and_image_size_reach_the_importer(tmp_path):
+    """--color_order and --image_size (issue 12 item 7, issue 13): the training CLI hands them to
+    the Innate importer; the frames come out in the order asked for, resized by area averaging."""
+    from test_innate_import import write_skill
+
+    from lerobot_bridge.innate import resize_area
+
+    src = write_skill(tmp_path / "skill", "observations", [9, 9])
+    args = cli.build_parser().parse_args(["--input_dir", str(tmp_path / "skill"), "--gpus", "cpu",
+                                          "--output_dir", str(tmp_path / "out"), "--camera_keys", "camera_2",
+                                          "--color_order", "rgb", "--image_size", "6X8"])
+    cli.validate_args(args, 0)
+    assert args.image_size == "6x8"
+    plan = cli.plan_conversion(args)
+    assert plan.options["color_order"] == "rgb" and plan.options["image_size"] == (6, 8)
+    result, _ = cli.convert_input(args, tmp_path / "conv", plan)
+    with h5py.File(result.hdf5_paths[1], "r") as f:
+        got = f["observations/images/camera_2"][()]
+    np.testing.assert_array_equal(got, resize_area(src[1]["frames"]["b"], (6, 8)))  # no BGR swap
+
+
+@pytest.mark.parametrize("flags", [["--color_order", "bgr"], ["--image_size", "224x224"]])
+def test_innate_only_options_on_a_lerobot_dataset_exit_2(flags, tmp_path, capsys, fixtures_dir):
+    out = tmp_path / "out"
+    rc = cli.main(["--input_dir", str(fixtures_dir / "so100_v30_video"), "--output_dir", str(out),
+                   "--gpus", "cpu", *flags])
+    assert rc == 2 and "apply to Innate skills and ACT HDF5 folders only" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_image_size_is_a_usage_error(tmp_path, capsys):
+    rc = cli.main(["--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
+                   "--image_size", "224"])
+    assert rc == 2 and "--image_size 224: expected HxW" in capsys.readouterr().err
