@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lerobot_bridge.arrow import pa
 from lerobot_bridge.atomic_io import atomic_write_json
 from lerobot_bridge.dataset import (
     ACTION_KEY,
@@ -393,7 +394,15 @@ def _frame_shapes(
             source = "videos"
         else:
             ep = episodes[0]
-            first = next(iter_episode_images(ep.data_path, ep.index, key, 0, 1, 1), None)
+            try:
+                first = next(iter_episode_images(ep.data_path, ep.index, key, 0, 1, 1), None)
+            except (pa.ArrowException, OSError, ValueError) as err:
+                if isinstance(err, DatasetError):
+                    raise
+                raise DatasetError(
+                    f"{ep.data_path}: cannot read image column '{key}' of episode {ep.index} "
+                    f"({type(err).__name__}: {err})"
+                ) from err
             if first is None:
                 raise DatasetError(f"{ep.data_path}: episode {ep.index} has no '{key}' image")
             shape = (int(first.shape[1]), int(first.shape[2]))
@@ -426,10 +435,14 @@ def _fps_warning(dataset: LeRobotDataset, ep: EpisodeMeta) -> str | None:
     pf = open_parquet(ep.data_path)
     if not {"timestamp", "episode_index"} <= set(pf.schema_arrow.names):
         return None  # the episode's own read names the missing column
-    table = pf.read_row_groups(row_groups_for_episode(pf, ep.index), columns=["timestamp", "episode_index"])
-    ts = table.column("timestamp").to_numpy().astype(np.float64)[
-        table.column("episode_index").to_numpy() == ep.index
-    ]
+    try:
+        groups = row_groups_for_episode(pf, ep.index)
+        table = pf.read_row_groups(groups, columns=["timestamp", "episode_index"])
+        ts = table.column("timestamp").to_numpy().astype(np.float64)[
+            table.column("episode_index").to_numpy() == ep.index
+        ]
+    except (pa.ArrowException, OSError, ValueError, TypeError):
+        return None  # unreadable or mistyped columns: the episode's own read reports them with the file
     steps = np.diff(ts[np.isfinite(ts)])  # NaN/Inf are refused when the episode is converted
     steps = steps[steps > 0]
     if len(steps) < 2:
