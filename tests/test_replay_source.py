@@ -89,7 +89,8 @@ def test_val_episodes_replays_the_runs_validation_split(trained, capsys):
 
 def test_missing_episode_file_says_how_to_get_one(trained, tmp_path, capsys):
     _, run, _ = trained
-    assert main(["--run_dir", str(run), "--episode", str(tmp_path / "episode_0.hdf5"), "--device", "cpu"]) == 2
+    missing = tmp_path / "episode_0.hdf5"
+    assert main(["--run_dir", str(run), "--episode", str(missing), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "--keep_converted_hdf5" in err and "--source_episode" in err
 

@@ -40,10 +40,24 @@ def success_rate(
     seeds: Iterable[int],
     cfg: ReachConfig | None = None,
     show_goal: bool = True,
+    progress: str | None = None,
+    every: int = 10,
 ) -> dict:
-    """Fresh policy state per episode (make_policy is called once per seed)."""
+    """Fresh policy state per episode (make_policy is called once per seed).
+
+    progress: a label; then a line every `every` episodes (episodes done, successes, elapsed time).
+    """
     start = time.perf_counter()
-    results = [rollout(make_policy(), seed, cfg, show_goal) for seed in seeds]
+    seeds = list(seeds)
+    results = []
+    for seed in seeds:
+        results.append(rollout(make_policy(), seed, cfg, show_goal))
+        done = len(results)
+        if progress and (done % every == 0 or done == len(seeds)):
+            wins = sum(s for s, _ in results)
+            elapsed = time.perf_counter() - start
+            print(f"[demo]   {progress:<11} {done:3d}/{len(seeds)} episodes, {wins:3d} successes, "
+                  f"{elapsed:6.1f} s", flush=True)
     successes = [s for s, _ in results]
     distances = np.array([d for _, d in results])
     return {
@@ -94,8 +108,9 @@ def evaluate_run(
     cfg: ReachConfig | None = None,
     checkpoint: str = "policy_best.ckpt",
     modes: tuple[str, ...] = ("chunk", "ensemble", "blind", "mean_action"),
+    progress: bool = False,
 ) -> dict[str, dict]:
-    """Success rates of the run's policy in each mode on `seeds`."""
+    """Success rates of the run's policy in each mode on `seeds` (progress: a line every 10 episodes)."""
     from act.policy import ACTRunner
 
     seeds = list(seeds)
@@ -114,12 +129,13 @@ def evaluate_run(
         return make
 
     for mode in modes:
+        label = mode if progress else None
         if mode in ("chunk", "ensemble"):
-            results[mode] = success_rate(fresh(runners[mode]), seeds, cfg)
+            results[mode] = success_rate(fresh(runners[mode]), seeds, cfg, progress=label)
         elif mode == "blind":
-            results[mode] = success_rate(fresh(runners["chunk"]), seeds, cfg, show_goal=False)
+            results[mode] = success_rate(fresh(runners["chunk"]), seeds, cfg, show_goal=False, progress=label)
         elif mode == "mean_action":
-            results[mode] = success_rate(mean_action_policy(run_dir), seeds, cfg)
+            results[mode] = success_rate(mean_action_policy(run_dir), seeds, cfg, progress=label)
         else:
             raise ValueError(f"unknown mode {mode!r}")
     return results
