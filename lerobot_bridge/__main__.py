@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="Innate / ACT HDF5 inputs: channel order of the source frames. auto: Innate recorder layout "
         "(observations/images/camera_N) BGR, documented Innate layout (images/main_camera) RGB, plain "
-        "ACT HDF5 RGB. Ignored for LeRobot inputs (always RGB)",
+        "ACT HDF5 RGB. LeRobot inputs (always RGB) accept only auto",
     )
     p.add_argument("--report", action="store_true", help="print the conversion report as JSON on stdout")
     return p
@@ -96,6 +96,11 @@ def convert(args: argparse.Namespace) -> ConversionResult:
     )
     kind = _input_kind(args.input_dir)
     if kind == "lerobot":
+        if args.color_order != "auto":  # silently ignoring it would hide a mistaken input folder
+            raise DatasetError(
+                f"--color_order {args.color_order}: {args.input_dir} is a LeRobot dataset, whose videos and "
+                "images are decoded to RGB; the option applies to Innate / ACT HDF5 inputs only"
+            )
         return convert_dataset(args.input_dir, args.output_dir, workers=args.convert_workers, **options)
     logging.getLogger("lerobot_bridge").info(
         "input is %s: converting with the Innate / ACT HDF5 importer (--convert_workers not used)", kind

@@ -389,6 +389,15 @@ def test_cli_converts_innate_with_color_order_per_layout(tmp_path, capsys):
         innate_fingerprint(documented, color_order="yuv")
 
 
+
+def test_cli_refuses_color_order_for_lerobot_inputs(fixtures_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, message = run_cli(capsys, fixtures_dir / "so100_v30_video", out, "--color_order", "bgr")
+    assert code == 2
+    assert "--color_order bgr:" in message and "applies to Innate / ACT HDF5 inputs only" in message
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # A dataset slow enough to interrupt: one long episode encoded once, hard-linked N times.
 
