@@ -33,7 +33,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from act.distributed import LaunchPlan, UsageError, plan_launch, rank_batch_sizes
+from act.distributed import (
+    LauncherEnv,
+    LaunchPlan,
+    UsageError,
+    outside_launcher_env,
+    plan_launch,
+    plan_under_launcher,
+    rank_batch_sizes,
+)
 from act.manifest import Manifest, describe_artifacts, now_iso, software_versions
 from lerobot_bridge.atomic_io import atomic_write_json
 from lerobot_bridge.errors import DatasetError
@@ -46,7 +54,7 @@ EXIT_USAGE = 2
 # Arguments that do not change what is trained: they may differ when a run is resumed.
 NON_DEFINING_ARGS = {
     "input_dir", "output_dir", "gpus", "num_workers", "convert_workers", "resume", "fresh",
-    "keep_converted_hdf5", "log_interval", "run_name", "backbone_weights",
+    "keep_converted_hdf5", "log_interval", "run_name", "backbone_weights", "prepare_only", "prepare_timeout",
 }
 
 
@@ -169,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
                       "without it an interrupted run is resumed anyway and a completed one is left alone")
     ours.add_argument("--fresh", action="store_true",
                       help="discard an existing run of the same name and start from scratch")
+    ours.add_argument("--prepare_only", action="store_true",
+                      help="validate, convert and compute the stats, then exit without training (a SLURM "
+                      "pre-step or a Kubernetes init container; the training command reuses the conversion)")
+    ours.add_argument("--prepare_timeout", type=float, default=86400.0,
+                      help="under an outside launcher (torchrun, srun, a PyTorchJob) ranks other than 0 "
+                      "wait this many seconds for rank 0 to convert and prepare")
     return p
 
 
@@ -179,7 +193,8 @@ def _split_list(values: list[str] | None) -> list[str] | None:
     return out or None
 
 
-def validate_args(args: argparse.Namespace, cuda_device_count: int) -> LaunchPlan:
+def validate_args(args: argparse.Namespace, cuda_device_count: int,
+                  launcher: LauncherEnv | None = None) -> LaunchPlan:
     """Every check that needs no data; raises UsageError with the fix."""
     args.camera_keys = _split_list(args.camera_keys)
     args.camera_names = _split_list(args.camera_names)
@@ -246,7 +261,12 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int) -> LaunchPla
         raise UsageError(f"--backbone_weights {weights}: no such file (expected torchvision's "
                          "resnet18-f37072fd.pth, or 'none' for a random-init backbone)")
     check_paths_apart(Path(args.input_dir), Path(args.output_dir))
-    plan = plan_launch(args.gpus, cuda_device_count)
+    if args.prepare_timeout <= 0:
+        raise UsageError(f"--prepare_timeout must be > 0 seconds (got {args.prepare_timeout})")
+    if launcher is not None and launcher.world_size > 1 and not args.prepare_only:
+        plan = plan_under_launcher(args.gpus, launcher, cuda_device_count)
+    else:
+        plan = plan_launch(args.gpus, cuda_device_count)
     if args.precision == "bf16" and plan.device_type != "cuda":
         raise UsageError("--precision bf16 needs a CUDA GPU; on the CPU use --precision auto or fp32")
     rank_batch_sizes(args.batch_size, plan.nproc, args.batch_mode)  # raises on batch < processes
@@ -707,9 +727,9 @@ def user_error(e: BaseException) -> tuple[int, str] | None:
 
 
 def run_worker(prepared_path: Path) -> int:
-    """One training process (in-process for a single process, or a torchrun worker)."""
-    from act.distributed import init_distributed, running_under_torchrun, shutdown_distributed
-    from act.train import PreparedRun, StopFlag, train
+    """One training process (in-process for a single process, or one of our torchrun's workers)."""
+    from act.distributed import init_distributed, shutdown_distributed
+    from act.train import PreparedRun, StopFlag
 
     prep = PreparedRun.load(prepared_path)
     stop = StopFlag()
@@ -718,23 +738,32 @@ def run_worker(prepared_path: Path) -> int:
     setup_logging(rank)
     try:
         ctx = init_distributed(prep.device_type, prep.gpu_ids)
+        return train_rank(prep, ctx, stop)
+    finally:
+        shutdown_distributed()
+
+
+def train_rank(prep, ctx, stop) -> int:
+    """Train on this rank; the exit code. A failing rank of several leaves its error in the run
+    directory (`.worker_error.rank{r}`) for rank 0 or the launcher to put into the manifest."""
+    from act.train import train
+
+    try:
         result = train(prep, ctx, stop)
         return 0 if result.outcome == "completed" else 128 + (stop.signum or signal.SIGTERM)
     except BaseException as e:
         known = user_error(e)
-        if running_under_torchrun():  # the launcher puts every rank's error into the manifest
-            code, message = known or (1, oom_message(e, prep, rank) or repr(e))
-            err = Path(prep.run_dir) / f".worker_error.rank{rank}"
-            err.write_text(f"[exit {code}] rank {rank}: {message}\n")
+        if ctx.distributed:
+            code, message = known or (1, oom_message(e, prep, ctx.rank) or repr(e))
+            err = Path(prep.run_dir) / f".worker_error.rank{ctx.rank}"
+            err.write_text(f"[exit {code}] rank {ctx.rank}: {message}\n")
             if known:
-                print(f"error: [rank {rank}] {message}", file=sys.stderr)
+                print(f"error: [rank {ctx.rank}] {message}", file=sys.stderr)
                 return code
-        msg = oom_message(e, prep, rank)
+        msg = oom_message(e, prep, ctx.rank)
         if msg:
             raise RuntimeError(msg) from e
         raise
-    finally:
-        shutdown_distributed()
 
 
 def oom_message(e: BaseException, prep, rank: int) -> str | None:
@@ -844,10 +873,10 @@ def report_outputs(manifest: Manifest, status: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if os.environ.get(PREPARED_ENV):  # a torchrun worker
+    if os.environ.get(PREPARED_ENV):  # one of our torchrun's workers
         return run_worker(Path(os.environ[PREPARED_ENV]))
 
-    setup_logging()
+    setup_logging(int(os.environ.get("RANK", "0")) if "WORLD_SIZE" in os.environ else 0)
     from lerobot_bridge.innate import rewrite_innate_args
 
     argv = rewrite_innate_args(argv)  # Innate Training Manager names (--max_steps, --world_size, ...)
@@ -858,7 +887,8 @@ def main(argv: list[str] | None = None) -> int:
     # Everything that needs no writing comes first: a typo or a bad dataset costs seconds and
     # leaves the output folder untouched.
     try:
-        plan = validate_args(args, torch.cuda.device_count())
+        launcher = outside_launcher_env()
+        plan = validate_args(args, torch.cuda.device_count(), launcher)
     except UsageError as e:
         parser.print_usage(sys.stderr)
         print(f"error: {e}", file=sys.stderr)
@@ -870,6 +900,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    if launcher is not None and launcher.world_size > 1 and not args.prepare_only:
+        return run_under_launcher(args, argv, plan, launcher, received)
     try:
         conv_plan = plan_conversion(args)
     except (DatasetError, UsageError) as e:
@@ -880,16 +912,48 @@ def main(argv: list[str] | None = None) -> int:
     if plan.warning:
         log.warning("%s", plan.warning)
 
+    started = start_run(args, argv, plan, conv_plan, received)
+    if started.exit_code is not None:
+        return started.exit_code
+    manifest, prep, conv_dir = started.manifest, started.prep, started.conv_dir
+    try:
+        from act.train import PREPARED_NAME
+
+        prepared_path = Path(prep.run_dir) / PREPARED_NAME
+        if plan.nproc == 1:
+            rc, error = run_single(prepared_path)
+        else:
+            rc, error = launch_torchrun(argv, prepared_path, plan), None
+        return finalize(manifest, prep, rc, conv_dir, args.keep_converted_hdf5, error)
+    except BaseException as e:
+        return fail_run(manifest, conv_dir, args, e, received)
+
+
+@dataclass
+class StartedRun:
+    """What starting a run left: the manifest and the prepared run, or the exit code it ended with."""
+
+    manifest: Manifest | None = None
+    prep: object | None = None  # act.train.PreparedRun
+    conv_dir: Path | None = None
+    exit_code: int | None = None  # set when the run ends here (refused, already done, failed, prepared only)
+    lock_fd: int | None = None  # the output folder's lock, held while this object lives
+
+
+def start_run(args: argparse.Namespace, argv: list[str], plan: LaunchPlan, conv_plan: ConversionPlan,
+              received: dict[str, int]) -> StartedRun:
+    """Take the output folder, write the manifest, and convert + prepare unless the identical run
+    already completed. Never raises: every failure becomes an exit code with its message."""
     output_dir = Path(args.output_dir).absolute()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        lock = lock_output_dir(output_dir)  # noqa: F841 - held until this process exits
+        lock_fd = lock_output_dir(output_dir)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return StartedRun(exit_code=EXIT_USAGE)
     except OSError as e:
         print(f"error: cannot create --output_dir {output_dir}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return StartedRun(exit_code=EXIT_USAGE)
     sweep_stale_temporaries(output_dir)
     earlier_manifest = Manifest.load_or_new(output_dir / "manifest.json").data
     manifest = Manifest(output_dir / "manifest.json")
@@ -902,38 +966,46 @@ def main(argv: list[str] | None = None) -> int:
         manifest.write()
     except OSError as e:
         print(f"error: cannot write {manifest.path} (--output_dir must be writable): {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return StartedRun(exit_code=EXIT_USAGE, lock_fd=lock_fd)
 
-    prep = conv_dir = None
+    conv_dir = None
     try:
         done = find_completed_run(args, output_dir, conv_plan.fingerprint)
         if done is not None:
-            return report_completed(manifest, earlier_manifest, done, output_dir, args)
+            code = report_completed(manifest, earlier_manifest, done, output_dir, args)
+            return StartedRun(manifest, exit_code=code, lock_fd=lock_fd)
         conv_dir = conversion_dir(args)
         prep = prepare(args, plan, manifest, conv_plan, conv_dir)
-        from act.train import PREPARED_NAME
+        if args.prepare_only:
+            log.info("--prepare_only: converted and prepared; the same command without --prepare_only "
+                     "trains (it reuses this conversion)")
+            manifest.set_status("prepared")
+            manifest.write()
+            report_outputs(manifest, "prepared")
+            return StartedRun(manifest, prep, conv_dir, exit_code=0, lock_fd=lock_fd)
+        return StartedRun(manifest, prep, conv_dir, lock_fd=lock_fd)
+    except BaseException as e:
+        code = fail_run(manifest, conv_dir, args, e, received)
+        return StartedRun(manifest, exit_code=code, lock_fd=lock_fd)
 
-        prepared_path = Path(prep.run_dir) / PREPARED_NAME
-        if plan.nproc == 1:
-            rc, error = run_single(prepared_path)
-        else:
-            rc, error = launch_torchrun(argv, prepared_path, plan), None
-        return finalize(manifest, prep, rc, conv_dir, args.keep_converted_hdf5, error)
-    except KeyboardInterrupt:
+
+def fail_run(manifest: Manifest, conv_dir: Path | None, args: argparse.Namespace, e: BaseException,
+             received: dict[str, int]) -> int:
+    """Record a run that ended before training finished normally; its exit code."""
+    if isinstance(e, KeyboardInterrupt):
         signum = received.get("signum", signal.SIGINT)
         log.warning("%s before training started: nothing to resume yet", signal.Signals(signum).name)
         discard_conversion(conv_dir, args.keep_converted_hdf5, complete_too=False)
         manifest.set_status("interrupted", "interrupted before training started")
         return end_early(manifest, 128 + signum)
-    except BaseException as e:
-        known = user_error(e)
-        if known:
-            print(f"error: {known[1]}", file=sys.stderr)
-        else:
-            traceback.print_exc()
-        discard_conversion(conv_dir, args.keep_converted_hdf5, complete_too=True)
-        manifest.set_status("failed", known[1] if known else f"{type(e).__name__}: {e}")
-        return end_early(manifest, known[0] if known else 1)
+    known = user_error(e)
+    if known:
+        print(f"error: {known[1]}", file=sys.stderr)
+    else:
+        traceback.print_exc()
+    discard_conversion(conv_dir, args.keep_converted_hdf5, complete_too=True)
+    manifest.set_status("failed", known[1] if known else f"{type(e).__name__}: {e}")
+    return end_early(manifest, known[0] if known else 1)
 
 
 def end_early(manifest: Manifest, code: int) -> int:
@@ -971,6 +1043,138 @@ def report_completed(manifest: Manifest, earlier: dict, run_dir: Path, output_di
     manifest.write()
     report_outputs(manifest, "completed")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Under an outside launcher: torchrun (SLURM srun), a Kubernetes PyTorchJob, a Kubeflow TrainJob
+
+
+def run_under_launcher(args: argparse.Namespace, argv: list[str], plan: LaunchPlan, launcher: LauncherEnv,
+                       received: dict[str, int]) -> int:
+    """Every rank runs this CLI: the process group comes first, rank 0 prepares exactly once (the
+    others wait for its answer), every rank checks it sees the same data, all train, rank 0 writes
+    the manifest's verdict. The exit code is the same on every rank whenever it can be."""
+    import datetime
+
+    import torch.distributed as dist
+
+    from act.distributed import init_distributed, shutdown_distributed
+    from act.train import PREPARED_NAME, PreparedRun, StopFlag
+
+    rank = launcher.rank
+    ctx = init_distributed(plan.device_type, plan.gpu_ids)
+    # A long wait on its own group: rank 0 may convert for an hour while the others wait.
+    prep_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=args.prepare_timeout))
+    host = os.uname().nodename
+
+    def gather(obj: object) -> list:
+        out: list = [None] * launcher.world_size
+        dist.all_gather_object(out, obj, group=prep_group)
+        return out
+
+    def everyone_exits(code: int, message: str) -> int:
+        if rank == 0 or not message.startswith("rank 0"):
+            print(f"error: {message}", file=sys.stderr)
+        return code
+
+    try:
+        # 1. Every rank reads the input's metadata: the same data everywhere?
+        try:
+            conv_plan = plan_conversion(args)
+            mine = {"rank": rank, "host": host, "fingerprint": conv_plan.fingerprint}
+        except (DatasetError, UsageError) as e:
+            mine = {"rank": rank, "host": host, "error": str(e)}
+        seen = gather(mine)
+        errors = [f"rank {x['rank']} ({x['host']}): {x['error']}" for x in seen if "error" in x]
+        if errors:
+            return everyone_exits(EXIT_USAGE, "; ".join(errors))
+        if len({x["fingerprint"] for x in seen}) > 1:
+            ref = seen[0]
+            other = next(x for x in seen if x["fingerprint"] != ref["fingerprint"])
+            return everyone_exits(EXIT_USAGE, (
+                f"the ranks see different data at --input_dir {args.input_dir}: rank {ref['rank']} on "
+                f"{ref['host']} has dataset fingerprint {ref['fingerprint']}, rank {other['rank']} on "
+                f"{other['host']} has {other['fingerprint']}; give every node the same dataset"))
+        if plan.warning and rank == 0:
+            log.warning("%s", plan.warning)
+
+        # 2. Rank 0 prepares exactly once; the others wait for its answer.
+        started = StartedRun()
+        answer: list = [None]
+        if rank == 0:
+            started = start_run(args, argv, plan, conv_plan, received)
+            if started.exit_code is not None:
+                answer[0] = {"code": started.exit_code, "error": (started.manifest.data.get("error")
+                                                                  if started.manifest else None)}
+            else:
+                answer[0] = {"prepared": str(Path(started.prep.run_dir) / PREPARED_NAME)}
+        dist.broadcast_object_list(answer, src=0, group=prep_group)
+        if "prepared" not in answer[0]:
+            code, error = answer[0]["code"], answer[0]["error"]
+            if rank != 0 and code != 0:
+                print(f"error: rank 0 could not prepare the run (exit {code})"
+                      f"{f': {error}' if error else ''}", file=sys.stderr)
+            return code
+        prepared_path = Path(answer[0]["prepared"])
+
+        # 3. Every rank trains on what rank 0 prepared: visible and identical everywhere?
+        mine = {"rank": rank, "host": host, "digest": prepared_digest(prepared_path)}
+        seen = gather(mine)
+        missing = [x for x in seen if x["digest"] is None]
+        if missing:
+            x = missing[0]
+            return fail_prepared(started, args, everyone_exits(EXIT_USAGE, (
+                f"rank {x['rank']} on {x['host']} cannot read {prepared_path} (rank 0 prepared it): "
+                "--output_dir must be a filesystem every node shares, or run the same command with "
+                "--prepare_only on every node first")), received)
+        if len({x["digest"] for x in seen}) > 1:
+            ref = seen[0]
+            other = next(x for x in seen if x["digest"] != ref["digest"])
+            return fail_prepared(started, args, everyone_exits(EXIT_USAGE, (
+                f"the prepared data differ between nodes: rank {ref['rank']} on {ref['host']} has "
+                f"{ref['digest']}, rank {other['rank']} on {other['host']} has {other['digest']} "
+                f"(prepared.json + dataset_stats.pkl in {prepared_path.parent}); prepare once on a shared "
+                "--output_dir, or with the same dataset and command on every node")), received)
+
+        # 4. Train; SIGTERM on any node stops every rank at the same step (act.train).
+        prep = PreparedRun.load(prepared_path)
+        stop = StopFlag()
+        stop.install()
+        setup_logging(rank)
+        error = None
+        try:
+            rc = train_rank(prep, ctx, stop)
+        except Exception as e:  # noqa: BLE001 - reported in the manifest by rank 0
+            traceback.print_exc()
+            rc, error = 1, f"rank {rank}: {type(e).__name__}: {e}"
+
+        # 5. Rank 0 writes the verdict, as our own launcher's parent process does.
+        if rank != 0:
+            return rc
+        return finalize(started.manifest, prep, rc, started.conv_dir, args.keep_converted_hdf5, error)
+    except KeyboardInterrupt:
+        return 128 + received.get("signum", signal.SIGINT)
+    finally:
+        shutdown_distributed()
+
+
+def prepared_digest(prepared_path: Path) -> str | None:
+    """sha256 over what every rank trains from (prepared.json, dataset_stats.pkl); None if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        for path in (prepared_path, prepared_path.parent / "dataset_stats.pkl"):
+            digest.update(path.read_bytes())
+    except OSError:
+        return None
+    return digest.hexdigest()[:16]
+
+
+def fail_prepared(started: StartedRun, args: argparse.Namespace, code: int, received: dict[str, int]) -> int:
+    """Rank 0 records a refusal found after it prepared (the others only exit)."""
+    if started.manifest is not None:
+        started.manifest.set_status("failed", "the ranks do not share the prepared data; see the error")
+        end_early(started.manifest, code)
+    return code
 
 
 def run_single(prepared_path: Path) -> tuple[int, str | None]:

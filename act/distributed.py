@@ -64,6 +64,59 @@ def plan_launch(gpus: str, cuda_device_count: int) -> LaunchPlan:
     return LaunchPlan("cuda", len(ids), ids, "nccl" if len(ids) > 1 else "none")
 
 
+@dataclass(frozen=True)
+class LauncherEnv:
+    """Rank facts set by an outside launcher (torchrun, srun + torchrun, a Kubernetes PyTorchJob)."""
+
+    rank: int
+    world_size: int
+    local_rank: int  # 0 when the launcher sets none (one process per pod)
+
+
+def outside_launcher_env(environ: dict[str, str] | None = None) -> LauncherEnv | None:
+    """The launcher's RANK / WORLD_SIZE / LOCAL_RANK when the CLI was started by one, else None.
+
+    A PyTorchJob sets MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK but no LOCAL_RANK: one
+    process per pod, on its device 0.
+    """
+    env = os.environ if environ is None else environ
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    try:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local_rank = int(env.get("LOCAL_RANK", "0"))
+    except ValueError as e:
+        raise UsageError(f"RANK={env.get('RANK')!r} WORLD_SIZE={env.get('WORLD_SIZE')!r} "
+                         f"LOCAL_RANK={env.get('LOCAL_RANK')!r}: expected integers from the launcher") from e
+    if world < 1 or not 0 <= rank < world or local_rank < 0:
+        raise UsageError(f"RANK={rank} WORLD_SIZE={world} LOCAL_RANK={local_rank}: expected 0 <= RANK < "
+                         "WORLD_SIZE and LOCAL_RANK >= 0")
+    return LauncherEnv(rank, world, local_rank)
+
+
+def plan_under_launcher(gpus: str, launcher: LauncherEnv, cuda_device_count: int) -> LaunchPlan:
+    """The plan when an outside launcher already started WORLD_SIZE processes: this one uses the
+    GPU of its LOCAL_RANK (or the CPU). A --gpus that asks for something else is an error."""
+    value = gpus.strip().lower()
+    world = launcher.world_size
+    if value == "cpu" or (value.startswith("cpu:") and value[4:] == str(world)):
+        return LaunchPlan("cpu", world, (), "gloo" if world > 1 else "none")
+    if value != "all":
+        raise UsageError(
+            f"--gpus {gpus} contradicts the launcher, which started {world} process(es) (WORLD_SIZE={world}, "
+            f"this one LOCAL_RANK={launcher.local_rank}): under torchrun / srun / a PyTorchJob each process "
+            "uses the GPU of its LOCAL_RANK; pass --gpus all (or --gpus cpu), and choose GPUs with the "
+            "launcher (--nproc_per_node, CUDA_VISIBLE_DEVICES)"
+        )
+    if cuda_device_count == 0:
+        return LaunchPlan("cpu", world, (), "gloo" if world > 1 else "none",
+                          "--gpus all: no CUDA GPU is visible; training on the CPU (slow)")
+    if launcher.local_rank >= cuda_device_count:
+        raise UsageError(f"LOCAL_RANK={launcher.local_rank} but only {cuda_device_count} GPU(s) are visible "
+                         "on this node: start at most one process per GPU")
+    return LaunchPlan("cuda", world, (launcher.local_rank,), "nccl" if world > 1 else "none")
+
+
 def rank_batch_sizes(batch_size: int, world_size: int, batch_mode: str) -> list[int]:
     """Per-rank batch sizes.
 
@@ -135,7 +188,8 @@ class DistContext:
 
 
 def running_under_torchrun() -> bool:
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+    """Started by a launcher with rank variables (torchrun, ours or the user's, or a PyTorchJob)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 def init_distributed(device_type: str, gpu_ids: list[int] | tuple[int, ...] = ()) -> DistContext:
@@ -152,7 +206,7 @@ def init_distributed(device_type: str, gpu_ids: list[int] | tuple[int, ...] = ()
         return DistContext(device=device)
     rank = int(os.environ["RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ["LOCAL_RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # a PyTorchJob pod: one process, device 0
     timeout = datetime.timedelta(minutes=30)
     if device_type == "cuda":
         device = torch.device("cuda", local_rank)
