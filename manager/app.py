@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import re
@@ -95,7 +96,12 @@ def create_app(
     registry = runs.RunRegistry(runs_root)
     install_log_buffer()
 
-    app = FastAPI(title="train_act Training Manager", docs_url="/api/docs", redoc_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        registry.stop_all()  # SIGTERM: the runs save a resumable state (a hard kill leaves them running)
+
+    app = FastAPI(title="train_act Training Manager", docs_url="/api/docs", redoc_url=None, lifespan=lifespan)
     app.state.data_root, app.state.runs_root, app.state.registry, app.state.cache = (
         data_root,
         runs_root,
@@ -459,9 +465,5 @@ def create_app(
     @app.get("/api/log")
     def api_log(after: int = 0):
         return {"lines": LOG_BUFFER.after(after)}
-
-    @app.on_event("shutdown")
-    def _shutdown() -> None:  # runs keep going only if the manager is killed hard; stop them cleanly
-        registry.stop_all()
 
     return app

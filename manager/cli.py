@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolve_token(host: str, token: str | None, no_token: bool = False) -> str | None:
+    """The token the server requires: the given one, else a fresh one on any non-local host."""
+    if token:
+        return token
+    if host in LOCAL_HOSTS or no_token:
+        return None
+    return secrets.token_urlsafe(24)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.data_root or not args.runs_root:
@@ -57,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    token = args.token
-    if args.host not in LOCAL_HOSTS and not args.no_token and not token:
-        token = secrets.token_urlsafe(24)
+    token = resolve_token(args.host, args.token, args.no_token)
     import uvicorn
 
     from manager.app import create_app

@@ -43,7 +43,7 @@ def resolve_inside(root: Path, rel: str | None, what: str = "path", must_exist: 
 
 def check_new_name(root: Path, rel: str, what: str = "target") -> Path:
     """A path for something new, inside `root`, that does not exist yet (409 when it does)."""
-    rel = (rel or "").strip().strip("/")
+    rel = (rel or "").strip().rstrip("/")
     if not rel:
         raise PathRefused(400, f"{what}: a name is required")
     full = resolve_inside(root, rel, what, must_exist=False)
