@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Container stage of CI: lint, build and run the real image the way a user runs `docker run`, on a
 # machine with no Docker engine, no registry and no GPU (the measured recipe:
-# ../shared/reference/CONTAINER_CI.md).
+# docs/CONTAINER_CI.md).
 #
 #   bash scripts/ci_container.sh            # from whatever state the machine is in
 #   CI_FRESH=1 bash scripts/ci_container.sh # throw the image store and base-image cache away first
@@ -206,6 +206,36 @@ if [[ $preempt_rc -ne 143 ]] || ! grep -q 'received SIGTERM' "$work/preempt.log"
     fail "preempt: exit code $preempt_rc (want 143) and the CLI must log 'received SIGTERM'"
 fi
 echo "ok: preempt (SIGTERM after $waited s of training reached the CLI; exit 143)"
+
+# Two "nodes": two containers on the host network, torchrun's c10d rendezvous between them, one
+# shared output folder (scripts/cluster/docker_node.sh without GPUs). Rank 0 converts once, both train.
+mkdir -p "$work/out_2node"
+chown "$run_uid:$run_uid" "$work/out_2node"
+rdzv_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+node_pids=()
+for node in 0 1; do
+    podman "${store[@]}" --runtime runc run --rm --network host --shm-size=1g --user "$run_uid:$run_uid" \
+        -e OMP_NUM_THREADS=1 -v "$repo/$fixture:/data/input:ro" -v "$work/out_2node:/data/output" "$image" \
+        torchrun --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d --rdzv_endpoint "127.0.0.1:$rdzv_port" \
+        --rdzv_id ci -m train_lerobot_to_act --input_dir /data/input --output_dir /data/output --gpus cpu \
+        "${smoke_args[@]}" >"$work/node$node.log" 2>&1 &
+    node_pids+=($!)
+done
+for node in 0 1; do
+    wait "${node_pids[$node]}" || { cat "$work/node$node.log"; fail "2-node job: node $node failed"; }
+done
+python3 - "$work/out_2node" "$work/node0.log" "$work/node1.log" <<'EOF2'
+import json
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+m = json.loads((out / "manifest.json").read_text())
+assert m["status"] == "completed" and m["training"]["world_size"] == 2, (m["status"], m.get("error"))
+conversions = sum(Path(log).read_text().count("converting 2 episodes") for log in sys.argv[2:])
+assert conversions == 1, f"the dataset was converted {conversions} times, not once"
+print(f"ok: 2-node job: world size 2, per-rank batch {m['training']['per_rank_batch']}, one conversion")
+EOF2
 
 stage "7/8 default variant: BACKBONE_WEIGHTS=imagenet, the file served from this machine"
 # CI cannot reach download.pytorch.org, so a stand-in file comes from a local HTTP server (the build
