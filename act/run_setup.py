@@ -1,0 +1,561 @@
+"""Run preparation: everything checked and done once before training, apart from the CLI.
+
+    validate_args      every usage check that needs no data (flags, files they name, model shape)
+    plan_conversion    the input's kind and the converter's fingerprint, from metadata alone
+    find_completed_run the identical command's finished run on the same data, before converting
+    prepare            convert (or reuse), split, stats, config, prepared.json: what every rank reads
+
+The output folder's names live here too (the conversion folders, the lock, the temporaries a
+killed run leaves), beside act.train's names for the files of a run directory. The CLI
+(`train_lerobot_to_act.py`) parses, calls these, and launches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from act.distributed import (
+    LauncherEnv,
+    LaunchPlan,
+    UsageError,
+    plan_launch,
+    plan_under_launcher,
+    rank_batch_sizes,
+)
+from act.manifest import Manifest
+from lerobot_bridge.atomic_io import atomic_write_json
+from lerobot_bridge.errors import DatasetError
+
+log = logging.getLogger("train_act")
+
+SUPPORTED_POLICIES = ("ACT",)
+# Arguments that do not change what is trained: they may differ when a run is resumed.
+NON_DEFINING_ARGS = {
+    "input_dir", "output_dir", "gpus", "num_workers", "convert_workers", "resume", "fresh",
+    "keep_converted_hdf5", "log_interval", "run_name", "backbone_weights", "prepare_only", "prepare_timeout",
+}
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+def validate_args(args: argparse.Namespace, cuda_device_count: int,
+                  launcher: LauncherEnv | None = None) -> LaunchPlan:
+    """Every check that needs no data; raises UsageError with the fix."""
+    args.camera_keys = _split_list(args.camera_keys)
+    args.camera_names = _split_list(args.camera_names)
+    if args.policy_class != "ACT":
+        raise UsageError(f"--policy_class {args.policy_class}: not supported; supported: "
+                         f"{', '.join(SUPPORTED_POLICIES)}")
+    if args.num_epochs < 0 or args.steps < 0:
+        raise UsageError("--num_epochs and --steps must be >= 0")
+    if args.num_epochs == 0 and args.steps == 0:
+        raise UsageError("--num_epochs 0 needs --steps N (total optimizer steps), or give --num_epochs N")
+    if args.num_epochs > 0 and args.steps > 0:
+        raise UsageError(f"--steps {args.steps} counts only with --num_epochs 0: add --num_epochs 0 to train "
+                         f"for {args.steps} steps, or drop --steps")
+    positive = {"batch_size": args.batch_size, "chunk_size": args.chunk_size, "hidden_dim": args.hidden_dim,
+                "dim_feedforward": args.dim_feedforward, "nheads": args.nheads, "enc_layers": args.enc_layers,
+                "dec_layers": args.dec_layers}
+    for name, value in positive.items():
+        if value < 1:
+            raise UsageError(f"--{name} must be >= 1 (got {value})")
+    if args.hidden_dim % args.nheads:
+        raise UsageError(f"--hidden_dim {args.hidden_dim} must be divisible by --nheads {args.nheads}")
+    if args.hidden_dim % 2:
+        raise UsageError(f"--hidden_dim {args.hidden_dim} must be even (2-D sine position embedding)")
+    if not args.learning_rate > 0:
+        raise UsageError(f"--learning_rate must be > 0 (got {args.learning_rate})")
+    if args.lr_backbone is None:
+        args.lr_backbone = args.learning_rate
+    if args.lr_backbone < 0:
+        raise UsageError(f"--lr_backbone must be >= 0 (got {args.lr_backbone})")
+    if not 0 <= args.val_ratio < 1:
+        raise UsageError(f"--val_ratio must be in [0, 1) (got {args.val_ratio})")
+    if not 0 <= args.dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1) (got {args.dropout})")
+    if args.kl_weight < 0:
+        raise UsageError(f"--kl_weight must be >= 0 (got {args.kl_weight})")
+    for name in ("save_interval", "num_workers", "convert_workers", "episode_len", "max_episodes",
+                 "val_interval", "log_interval", "val_samples"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name} must be >= 0 (got {getattr(args, name)})")
+    if args.idle_threshold < 0:
+        raise UsageError(f"--idle_threshold must be >= 0 (got {args.idle_threshold})")
+    if args.camera_names and not args.camera_keys:
+        raise UsageError("--camera_names needs --camera_keys (one name per key, same order)")
+    if args.camera_keys and args.camera_names and len(args.camera_keys) != len(args.camera_names):
+        raise UsageError(f"--camera_keys has {len(args.camera_keys)} entries and --camera_names "
+                         f"{len(args.camera_names)}: give one name per key")
+    if args.camera_names and len(set(args.camera_names)) != len(args.camera_names):
+        raise UsageError(f"--camera_names must be unique (got {args.camera_names})")
+    if args.resume and args.fresh:
+        raise UsageError("--resume and --fresh contradict each other: pick one")
+    if args.run_name != "auto" and not re.fullmatch(r"[A-Za-z0-9._-]+", args.run_name):
+        raise UsageError(f"--run_name {args.run_name!r}: use letters, digits, '.', '_' and '-' only")
+    if args.image_size is not None:
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(args.image_size))
+        if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+            raise UsageError(f"--image_size {args.image_size}: expected HxW with H, W >= 1 (e.g. 224x224)")
+        args.image_size = f"{int(match.group(1))}x{int(match.group(2))}"
+    for name in ("input_dir", "output_dir"):
+        if not getattr(args, name):
+            raise UsageError(f"--{name} is required (the container's entrypoint passes /data/input and "
+                             "/data/output; outside it name the folders)")
+    weights = args.backbone_weights
+    if weights and weights.lower() != "none" and not Path(weights).expanduser().is_file():
+        raise UsageError(f"--backbone_weights {weights}: no such file (expected torchvision's "
+                         "resnet18-f37072fd.pth, or 'none' for a random-init backbone)")
+    check_paths_apart(Path(args.input_dir), Path(args.output_dir))
+    if args.prepare_timeout <= 0:
+        raise UsageError(f"--prepare_timeout must be > 0 seconds (got {args.prepare_timeout})")
+    if launcher is not None and launcher.world_size > 1 and not args.prepare_only:
+        plan = plan_under_launcher(args.gpus, launcher, cuda_device_count)
+    else:
+        plan = plan_launch(args.gpus, cuda_device_count)
+    if args.precision == "bf16" and plan.device_type != "cuda":
+        raise UsageError("--precision bf16 needs a CUDA GPU; on the CPU use --precision auto or fp32")
+    rank_batch_sizes(args.batch_size, plan.nproc, args.batch_mode)  # raises on batch < processes
+    return plan
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion (once, reused when the input and options are unchanged)
+
+
+CONVERTED_DIR, CONVERTED_TMP_DIR = "converted_hdf5", ".converted_hdf5_tmp"
+# What this run writes or deletes under --output_dir; the input may not lie in any of them.
+OWNED_OUTPUT_PATHS = (CONVERTED_DIR, CONVERTED_TMP_DIR, "checkpoints", "manifest.json")
+TEMP_NAME = re.compile(r"^\..+\.tmp-\d+$")  # lerobot_bridge.atomic_io.temp_path's names
+
+
+def check_paths_apart(input_dir: Path, output_dir: Path) -> None:
+    """Refuse an output folder that could overwrite or delete part of the input (and back).
+
+    Reusing a kept conversion (`--input_dir OUT/converted_hdf5 --output_dir OUT`) is the natural
+    mistake: this run would replace that folder with its own conversion.
+    """
+    inp, out = input_dir.resolve(), output_dir.resolve()
+    if inp == out or inp in out.parents:
+        raise UsageError(f"--output_dir {out} is inside --input_dir {inp}: this run would write into the "
+                         "dataset; choose an output folder outside it")
+    for name in OWNED_OUTPUT_PATHS:
+        owned = out / name
+        if inp == owned or owned in inp.parents:
+            raise UsageError(
+                f"--input_dir {inp} lies in {owned}, which this run writes and replaces under --output_dir "
+                f"{out}: pass another --output_dir (or move the folder out of {out} first)"
+            )
+
+
+@dataclass
+class ConversionPlan:
+    """What converting the input will be, known from its metadata alone (nothing written)."""
+
+    kind: str  # "lerobot" | "innate" | "act_hdf5"
+    options: dict
+    fingerprint: str
+
+
+def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
+    """Validate the input's metadata and compute the converter's fingerprint; DatasetError if bad."""
+    from lerobot_bridge.innate import detect_input_kind
+
+    input_dir = Path(args.input_dir)
+    if not input_dir.is_dir():
+        raise DatasetError(f"{input_dir}: input directory does not exist; mount or pass a LeRobot dataset "
+                           "root (the folder holding meta/info.json) with --input_dir")
+    kind = detect_input_kind(input_dir)
+    options = {"episode_len": args.episode_len, "idle_threshold": args.idle_threshold,
+               "max_episodes": args.max_episodes, "camera_keys": args.camera_keys,
+               "camera_names": args.camera_names}
+    if kind == "lerobot":
+        if args.color_order != "auto" or args.image_size:
+            raise UsageError(f"{input_dir} is a LeRobot dataset: --color_order and --image_size apply to "
+                             "Innate skills and ACT HDF5 folders only (LeRobot frames are RGB at their "
+                             "recorded size)")
+    else:
+        options["color_order"] = args.color_order
+        if args.image_size:
+            options["image_size"] = tuple(int(v) for v in args.image_size.split("x"))
+    return ConversionPlan(kind, options, _converter(kind).conversion_fingerprint(input_dir, **options))
+
+
+def _converter(kind: str):
+    if kind == "lerobot":
+        from lerobot_bridge import convert
+        return convert
+    from lerobot_bridge import innate
+    return innate
+
+
+def convert_input(args: argparse.Namespace, conv_dir: Path, plan: ConversionPlan) -> tuple[object, bool]:
+    """ConversionResult for args.input_dir in conv_dir; reuses an earlier identical conversion.
+
+    The converter's own fingerprint decides: computed from the input's metadata before converting
+    and compared with the one in the conversion.json an earlier run left (written last, atomically).
+    """
+    from lerobot_bridge.types import ConversionResult
+
+    input_dir = Path(args.input_dir)
+    try:
+        earlier = ConversionResult.from_dict(json.loads((conv_dir / "conversion.json").read_text()))
+        if earlier.fingerprint == plan.fingerprint and all(p.exists() for p in earlier.hdf5_paths):
+            log.info("reusing the conversion in %s (input and options unchanged)", conv_dir)
+            return earlier, True
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    if conv_dir.exists():
+        shutil.rmtree(conv_dir)
+    conv_dir.mkdir(parents=True)
+    converter = _converter(plan.kind)
+    if plan.kind == "lerobot":
+        result = converter.convert_dataset(input_dir, conv_dir, workers=args.convert_workers, **plan.options)
+        return result, False
+    log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", plan.kind)
+    return converter.convert_innate(input_dir, conv_dir, **plan.options), False
+
+
+def discard_conversion(conv_dir: Path | None, keep: bool, complete_too: bool) -> None:
+    """Remove this run's temporary conversion folder: always when it is incomplete (no
+    conversion.json), and a complete one too when `complete_too` (a failed run: nothing resumes)."""
+    if conv_dir is None or not conv_dir.exists() or (keep and (conv_dir / "conversion.json").exists()):
+        return
+    if complete_too or not (conv_dir / "conversion.json").exists():
+        shutil.rmtree(conv_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The output folder: one run at a time, no stale temporaries
+
+
+def lock_output_dir(output_dir: Path) -> int:
+    """Hold an exclusive lock on the output folder for this process's lifetime (released at exit,
+    even on SIGKILL). A second run on the same folder is refused before it writes anything."""
+    import fcntl
+
+    fd = os.open(output_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = ""
+        try:
+            holder = json.loads((output_dir / "manifest.json").read_text()).get("started_at", "")
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise UsageError(
+            f"--output_dir {output_dir} is in use by another training run"
+            f"{f' (started {holder})' if holder else ''}: wait for it to end, or pass another --output_dir"
+        ) from None
+    return fd
+
+
+def sweep_stale_temporaries(output_dir: Path) -> list[str]:
+    """Remove what killed runs left: temporaries of atomic writes (a SIGKILLed checkpoint write
+    leaves a ~300 MB `.policy_best.ckpt.tmp-PID`), per-rank error notes, and an incomplete
+    temporary conversion. Safe: this process holds the folder's lock, so no run is writing them."""
+    removed = []
+    folders = [output_dir, *output_dir.glob("checkpoints/*"), output_dir / CONVERTED_DIR,
+               output_dir / CONVERTED_TMP_DIR]
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if (TEMP_NAME.match(path.name) or path.name.startswith(".worker_error.rank")) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(str(path))
+    tmp_conv = output_dir / CONVERTED_TMP_DIR
+    if tmp_conv.is_dir() and not (tmp_conv / "conversion.json").exists():
+        shutil.rmtree(tmp_conv, ignore_errors=True)
+        removed.append(str(tmp_conv))
+    if removed:
+        log.info("removed %d leftover(s) of an earlier killed run: %s", len(removed), ", ".join(removed))
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# Preparing the run (launcher only)
+
+
+def slug(text: str, limit: int = 32) -> str:
+    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return s[:limit].strip("_") or "task"
+
+
+def defining_args(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in sorted(vars(args).items()) if k not in NON_DEFINING_ARGS}
+
+
+def untrained_hold_note(episodes: list, episode_len: int) -> str | None:
+    """A warning when idle trimming removed final holds and nothing pads them back.
+
+    Upstream's loss ignores chunk steps past an episode's end, so without its final hold no
+    sample teaches the policy to stay still once the task is done, and a chunk executed near
+    the end runs untrained actions (the closed-loop demo drifted off its goal this way).
+    episodes: the conversion's EpisodeReports.
+    """
+    trimmed = [e for e in episodes if e.idle_trimmed_end > 0]
+    if episode_len > 0 or not trimmed:
+        return None
+    longest = max(e.frames_out for e in episodes)
+    return (
+        f"idle trimming removed the final hold of {len(trimmed)} of {len(episodes)} episodes: chunk "
+        "steps past an episode's end are not trained, so the policy is not taught to hold still "
+        f"once the task is done. To keep a trained hold pass --episode_len {longest} (the longest "
+        "trimmed episode; shorter ones are padded with their last frame) or --idle_threshold 0"
+    )
+
+
+def run_digest(args: argparse.Namespace) -> str:
+    text = json.dumps(defining_args(args), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def resolve_run_name(args: argparse.Namespace, task_name: str) -> str:
+    if args.run_name != "auto":
+        return args.run_name
+    return f"{slug(task_name)}_{run_digest(args)}"
+
+
+def find_completed_run(args: argparse.Namespace, output_dir: Path, fingerprint: str) -> Path | None:
+    """The run directory of this exact command's completed run on this exact data, found
+    before converting anything (the automatic run name needs the dataset's task, which only the
+    conversion reads, so look for the argument digest among the existing runs)."""
+    from act.train import COMPLETE_NAME, PREPARED_NAME
+
+    if args.fresh:
+        return None
+    checkpoints = output_dir / "checkpoints"
+    if args.run_name != "auto":
+        candidates = [checkpoints / args.run_name]
+    elif args.task_name != "auto":
+        candidates = [checkpoints / f"{slug(args.task_name)}_{run_digest(args)}"]
+    else:
+        candidates = sorted(checkpoints.glob(f"*_{run_digest(args)}"))
+    for run_dir in candidates:
+        if not (run_dir / COMPLETE_NAME).is_file():
+            continue
+        try:
+            prepared = json.loads((run_dir / PREPARED_NAME).read_text())
+        except (OSError, ValueError):
+            continue
+        if prepared.get("defining_args") == defining_args(args) and \
+                prepared.get("dataset_fingerprint", fingerprint) == fingerprint:
+            return run_dir
+    return None
+
+
+def auto_interval(total: int, times: int, cap: int | None = None) -> int:
+    n = max(1, math.ceil(total / times))
+    return min(n, cap) if cap else n
+
+
+def resolve_num_workers(requested: int, plan: LaunchPlan) -> int:
+    if requested > 0:
+        return requested
+    if plan.device_type != "cuda":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cpus // plan.nproc - 1))
+
+
+def run_state(run_dir: Path) -> str:
+    from act.train import COMPLETE_NAME, RESUME_NAME
+
+    if (run_dir / COMPLETE_NAME).exists():
+        return "completed"
+    if (run_dir / RESUME_NAME).exists():
+        return "resumable"
+    return "new"
+
+
+def conversion_dir(args: argparse.Namespace) -> Path:
+    name = CONVERTED_DIR if args.keep_converted_hdf5 else CONVERTED_TMP_DIR
+    return Path(args.output_dir).absolute() / name
+
+
+def check_finite_stats(stats: dict, input_dir: str) -> None:
+    import numpy as np
+
+    for key, value in stats.items():
+        bad = np.flatnonzero(~np.isfinite(np.asarray(value, dtype=np.float64)))
+        if bad.size:
+            raise DatasetError(f"{input_dir}: dataset statistic {key} is not finite at component(s) "
+                               f"{bad[:8].tolist()}: the data holds NaN/Inf or values too large for float32")
+
+
+def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv_plan: ConversionPlan,
+            conv_dir: Path):
+    """Convert, split, stats, config: everything done once. Returns the PreparedRun."""
+    import numpy as np
+
+    from act.config import ACTConfig
+    from act.data import read_all_qpos_action, read_episode_index, split_episodes, validation_samples
+    from act.stats import compute_stats, save_stats
+    from act.train import PREPARED_NAME, PreparedRun
+
+    output_dir = Path(args.output_dir).absolute()
+    result, reused = convert_input(args, conv_dir, conv_plan)
+    paths = [str(p) for p in result.hdf5_paths]
+    tasks = Counter(e.task for e in result.episodes)
+    task_name = tasks.most_common(1)[0][0] if args.task_name == "auto" and tasks else args.task_name
+    index = read_episode_index(paths, result.camera_names)
+    if index.num_frames < 2:
+        raise DatasetError(
+            f"{args.input_dir}: only {index.num_frames} frame in all after conversion (--max_episodes "
+            f"{args.max_episodes}, --episode_len {args.episode_len}, idle trimming --idle_threshold "
+            f"{args.idle_threshold}); training needs at least 2 frames"
+        )
+    conversion_warnings = list(getattr(result, "warnings", []) or [])
+    manifest.update(
+        task_name=task_name,
+        dataset={
+            "path": str(Path(args.input_dir).absolute()),
+            "input_kind": result.input_kind,
+            "codebase_version": result.codebase_version,
+            "fps": result.fps,
+            "episodes": len(result.episodes),
+            "episodes_in_source": result.extra.get("total_episodes_in_source", len(result.episodes)),
+            "frames": result.total_frames_out,
+            "frames_in_source_episodes": result.total_frames_in,
+            "fingerprint": result.fingerprint,
+            "tasks": dict(tasks),
+            "image_shapes": {k: list(v) for k, v in index.image_shapes.items()},
+        },
+        conversion={**result.to_dict(), "reused": reused,
+                    "kept": bool(args.keep_converted_hdf5), "directory": str(conv_dir)},
+        cameras=dict(result.cameras),
+        state_dim=result.state_dim,
+        action_dim=result.action_dim,
+        state_names=result.state_names,
+        action_names=result.action_names,
+    )
+
+    run_name = resolve_run_name(args, task_name)
+    run_dir = output_dir / "checkpoints" / run_name
+    state = run_state(run_dir)
+    if args.fresh and run_dir.exists():
+        log.info("--fresh: removing the earlier run in %s", run_dir)
+        shutil.rmtree(run_dir)
+        state = "new"
+    manifest.update(run_name=run_name, run_dir=str(run_dir))
+    prepared_path = run_dir / PREPARED_NAME
+    earlier: dict = {}
+    if state != "new":
+        try:
+            earlier = json.loads(prepared_path.read_text()) if prepared_path.exists() else {}
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{prepared_path}: unreadable ({e}); add --fresh to start the run over") from e
+        if earlier.get("dataset_fingerprint", result.fingerprint) != result.fingerprint:
+            raise UsageError(
+                f"{run_dir} holds a {'completed' if state == 'completed' else 'interrupted'} run trained on "
+                f"other data (dataset fingerprint {earlier['dataset_fingerprint'][:12]} then, "
+                f"{result.fingerprint[:12]} now): add --fresh to train this data in its place, or pass "
+                "another --run_name or --output_dir"
+            )
+    if state == "completed":
+        if args.resume:
+            raise UsageError(f"--resume: the run in {run_dir} already completed; nothing to resume "
+                             "(use --fresh to train again, or another --run_name)")
+        raise UsageError(f"{run_dir} holds a completed run of other arguments with the same name: add "
+                         "--fresh to replace it, or pass another --run_name")
+    if args.resume and state != "resumable":
+        raise UsageError(f"--resume: no interrupted run to resume in {run_dir}; drop --resume to start it")
+    resume = state == "resumable"
+    if resume:
+        diff = {k: (earlier.get("defining_args", {}).get(k), v) for k, v in defining_args(args).items()
+                if earlier.get("defining_args", {}).get(k) != v}
+        if diff:
+            raise UsageError(
+                f"{run_dir} holds an interrupted run trained with different arguments "
+                f"({', '.join(f'--{k}: {a!r} then, {b!r} now' for k, (a, b) in diff.items())}): "
+                "repeat the original command to resume, or add --fresh to start over"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    train_ids, val_ids = split_episodes(index.num_episodes, args.val_ratio)
+    notes = []
+    hold_note = untrained_hold_note(result.episodes, args.episode_len)
+    if hold_note:
+        log.warning(hold_note)
+        notes.append(hold_note)
+    notes.extend(conversion_warnings)  # the bridge logged them already
+    if not val_ids:
+        notes.append("no validation split (1 episode or --val_ratio 0): policy_best.ckpt = policy_last.ckpt")
+    sizes = rank_batch_sizes(args.batch_size, plan.nproc, args.batch_mode)
+    global_batch = sum(sizes)
+    steps_per_epoch = math.ceil(len(train_ids) / global_batch)
+    if args.num_epochs > 0:
+        num_epochs, total_steps = args.num_epochs, args.num_epochs * steps_per_epoch
+    else:
+        total_steps, num_epochs = args.steps, math.ceil(args.steps / steps_per_epoch)
+    if resume and earlier.get("global_batch") not in (None, global_batch):
+        raise UsageError(f"{run_dir} was trained with a global batch of {earlier['global_batch']}, now "
+                         f"{global_batch} (--batch_mode fixed_per_gpu with other --gpus): use the same GPUs, "
+                         "or --fresh")
+
+    qpos_list, action_list = read_all_qpos_action(paths)
+    stats = compute_stats(qpos_list, action_list)
+    check_finite_stats(stats, args.input_dir)
+    save_stats(stats, run_dir / "dataset_stats.pkl")
+    cfg = ACTConfig(
+        state_dim=index.state_dim, action_dim=index.action_dim, camera_names=index.camera_names,
+        chunk_size=args.chunk_size, hidden_dim=args.hidden_dim, dim_feedforward=args.dim_feedforward,
+        nheads=args.nheads, enc_layers=args.enc_layers, dec_layers=args.dec_layers, dropout=args.dropout,
+        kl_weight=args.kl_weight, use_all_decoder_layers=args.use_all_decoder_layers,
+    )
+    cfg.save_json(run_dir / "policy_config.json")
+    val_interval = args.val_interval or auto_interval(num_epochs, 50)
+    log_interval = args.log_interval or auto_interval(total_steps, 100, cap=100)
+    prep = PreparedRun(
+        output_dir=str(output_dir), run_dir=str(run_dir), run_name=run_name,
+        manifest_path=str(manifest.path), hdf5_paths=paths, lengths=index.lengths,
+        camera_names=index.camera_names, train_ids=train_ids, val_ids=val_ids,
+        device_type=plan.device_type, rank_batch_sizes=sizes, steps_per_epoch=steps_per_epoch,
+        num_epochs=num_epochs, total_steps=total_steps, val_interval=val_interval,
+        log_interval=log_interval, save_interval=args.save_interval, seed=args.seed,
+        learning_rate=args.learning_rate, lr_backbone=args.lr_backbone, precision=args.precision,
+        num_workers=resolve_num_workers(args.num_workers, plan), backbone_weights=args.backbone_weights,
+        resume=resume, notes=notes, gpu_ids=list(plan.gpu_ids), val_samples=max(1, args.val_samples),
+    )
+    data = prep.__dict__ | {"defining_args": defining_args(args), "global_batch": global_batch,
+                            "dataset_fingerprint": result.fingerprint}
+    atomic_write_json(prepared_path, data)
+
+    val_pairs = validation_samples(val_ids, index.lengths, prep.val_samples)
+    manifest.update(
+        split={
+            "train_episodes": train_ids, "val_episodes": val_ids,
+            "split_seed": "fixed (0), independent of --seed",
+            "val_ratio": args.val_ratio, "validation_samples": len(val_pairs),
+            "validation_samples_note": "fixed (episode, t) pairs, evenly spaced over each validation episode",
+        },
+        stats={k: np.asarray(v).tolist() for k, v in stats.items() if k != "example_qpos"},
+        notes=manifest.data.get("notes", []) + notes,
+        plan={"epochs": num_epochs, "steps": total_steps, "steps_per_epoch": steps_per_epoch,
+              "global_batch": global_batch, "per_rank_batch": sizes, "batch_mode": args.batch_mode,
+              "world_size": plan.nproc, "device": plan.device_type, "gpu_ids": list(plan.gpu_ids),
+              "backend": plan.backend, "val_interval_epochs": val_interval,
+              "log_interval_steps": log_interval,
+              "dataloader_workers_per_rank": prep.num_workers},
+        resumed=resume,
+    )
+    manifest.write()
+    if resume:
+        log.info("resuming the interrupted run in %s", run_dir)
+    return prep
