@@ -359,3 +359,16 @@ def test_sigkill_during_conversion_leaves_no_process_behind(slow_dataset, tmp_pa
     while time.monotonic() < deadline and any(alive(k) for k in kids):
         time.sleep(0.1)
     assert not [k for k in kids if alive(k)], "workers (or the resource tracker) outlived a SIGKILLed run"
+
+
+def test_bridge_warnings_reach_the_manifest_notes(tmp_path, fixtures_dir):
+    """--max_episodes beyond the dataset is accepted (all episodes are used) but said, in the log
+    and in the manifest a scheduler or a reviewer reads."""
+    out = tmp_path / "out"
+    rc = cli.main(tiny_run(fixtures_dir / "so100_v30_video", out, "--max_episodes", "99",
+                           "--num_epochs", "1"))
+    assert rc == 0
+    m = manifest(out)
+    notes = [n for n in m["notes"] if "max_episodes=99" in n]
+    assert len(notes) == 1 and "5 episodes" in notes[0], m["notes"]
+    assert m["conversion"]["warnings"] == notes and m["dataset"]["episodes"] == 5
