@@ -76,20 +76,32 @@ RUN --mount=type=secret,id=pip_cert \
     if [ -f /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     pip install --no-cache-dir --find-links /wheels ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
         "torch==${TORCH_VERSION}" \
-        filelock==4.2.11 typing-extensions==4.15.0 setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 \
+        filelock==4.2.11 typing-extensions==4.16.0 setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 \
         networkx==3.6.1 jinja2==3.1.6 markupsafe==3.0.3 fsspec==2026.9.0 \
         numpy==2.4.6 h5py==3.16.0 pyarrow==26.0.1 av==18.1.0 einops==0.8.2 tqdm==4.70.1 \
     && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+
+# The Training Manager's web stack (`train-act-manager`, started by `docker run ... train_act:cuda manager`),
+# every package pinned, in its own layer so the torch layer above stays cached.
+# hadolint ignore=DL3013
+RUN --mount=type=secret,id=pip_cert \
+    if [ -f /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
+    pip install --no-cache-dir \
+        fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0 pydantic==2.13.4 pydantic-core==2.46.4 \
+        annotated-types==0.7.0 typing-inspection==0.4.2 annotated-doc==0.0.7 opentelemetry-api==1.45.2 \
+        anyio==4.16.0 idna==3.13 click==8.4.0 h11==0.16.0
 
 # The project itself: no dependency resolution here (all pinned above), no build isolation (which would
 # fetch an unpinned setuptools). The CLI must import and answer --help, or the build fails here.
 COPY pyproject.toml README.md train_lerobot_to_act.py /tmp/src/
 COPY act /tmp/src/act
 COPY lerobot_bridge /tmp/src/lerobot_bridge
+COPY manager /tmp/src/manager
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /tmp/src \
     && pip check \
     && rm -rf /tmp/src \
-    && train-act --help >/dev/null
+    && train-act --help >/dev/null \
+    && train-act-manager --help >/dev/null
 
 # A fixed non-root user for the default case; any --user UID:GID works too, because nothing needs a
 # passwd entry: HOME and the caches live in /tmp, USER is set for getpass (torch's compile caches).
@@ -122,6 +134,8 @@ ENV PYTHONUNBUFFERED=1 \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 1000:1000
 WORKDIR /tmp
+# The Training Manager (`docker run -p 8080:8080 ... train_act:cuda manager`); training does not listen.
+EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/train_act_entrypoint"]
 
 # ---------------------------------------------------------------------------------------------------

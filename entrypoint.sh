@@ -40,6 +40,8 @@ Output  ${output_dir}: checkpoints/<run_name>/{policy_best.ckpt, policy_last.ckp
         add --user "\$(id -u):\$(id -g)" to write as yourself.
 GPUs    --gpus all (or --gpus '"device=0,1"'); with --num_workers > 0 give the data loader shared
         memory: --shm-size=8g or --ipc=host.
+Manager docker run -p 8080:8080 -v DATA:${input_dir} -v OUT:${output_dir} train_act:cuda manager
+        starts the Training Manager web app on 0.0.0.0:8080 (a token is printed; open the URL shown).
 Other   a first argument that does not start with '-' runs as a command instead of training,
         e.g. 'python -m act.policy --run_dir ...' or 'python -m lerobot_bridge IN OUT'.
 Env     ACT_INPUT_DIR, ACT_OUTPUT_DIR move the two folders (outside Docker).
@@ -105,6 +107,17 @@ report_gpus() {
         log "GPUs: nvidia-smi failed, training may fall back to CPU: ${gpus}"
     fi
 }
+
+# `manager [FLAGS]`: the Training Manager over the two folders, reachable from outside the container (so a
+# token is required; it is printed with the URL). ACT_MANAGER_PORT moves the port.
+if [[ ${1:-} == manager ]]; then
+    shift
+    [[ -d "$input_dir" ]] || die "no data folder: ${input_dir} does not exist" \
+        "Mount the folder that holds your datasets: -v /path/to/datasets:${input_dir}"
+    check_output
+    exec train-act-manager --data_root "$input_dir" --runs_root "$output_dir" \
+        --host 0.0.0.0 --port "${ACT_MANAGER_PORT:-8080}" "$@"
+fi
 
 want_help=0
 [[ $# -eq 0 ]] && want_help=1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import struct
 import sys
@@ -591,3 +592,42 @@ def test_token_generated_for_any_non_local_host() -> None:
     token = resolve_token("0.0.0.0", None)
     assert token and len(token) >= 24 and resolve_token("0.0.0.0", None) != token
     assert resolve_token("0.0.0.0", "mine") == "mine"
+
+
+def test_entrypoint_manager_starts_the_app_on_all_interfaces_with_a_token(tmp_path: Path) -> None:
+    """`docker run ... train_act:cuda manager` = entrypoint.sh manager: 0.0.0.0, a token, the two folders."""
+    import subprocess
+
+    data, out = tmp_path / "in", tmp_path / "out"
+    data.mkdir()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "train-act-manager").write_text('#!/bin/sh\necho "$@"\n')
+    (fake / "train-act-manager").chmod(0o755)
+    env = dict(
+        os.environ, ACT_INPUT_DIR=str(data), ACT_OUTPUT_DIR=str(out), PATH=f"{fake}:{os.environ['PATH']}"
+    )
+    entry = Path(__file__).resolve().parents[1] / "entrypoint.sh"
+    res = subprocess.run(
+        ["bash", str(entry), "manager", "--port", "9000"], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [
+        "--data_root",
+        str(data),
+        "--runs_root",
+        str(out),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+        "--port",
+        "9000",
+    ]
+    res = subprocess.run(
+        ["bash", str(entry), "manager"],
+        env={**env, "ACT_INPUT_DIR": str(tmp_path / "nope")},
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and "no data folder" in res.stderr
