@@ -39,7 +39,8 @@ from lerobot_bridge.dataset import (
     select_cameras,
 )
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.hdf5_writer import TEMP_FILE_RE, EpisodeWriter, remove_stale_episodes
+from lerobot_bridge.frame_codec import DEFAULT_JPEG_QUALITY, parse_image_size
+from lerobot_bridge.hdf5_writer import STORAGE_MODES, TEMP_FILE_RE, EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.parquet_io import (
     iter_episode_images,
     read_episode_rows,
@@ -78,6 +79,9 @@ class EpisodeJob:
     frame_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     # feature key -> info.json `names` (for error messages naming the component)
     feature_names: dict[str, list[str] | None] = field(default_factory=dict)
+    storage: str = "raw"  # "raw" (T, H, W, 3) frames or "jpeg" (ALOHA's compressed rows)
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    image_size: tuple[int, int] | None = None  # (H, W) every frame is resized to; None keeps it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +184,16 @@ def _convert_episode(job: EpisodeJob) -> EpisodeReport:
     # Pass 2: stream only the kept rows' frames. background=True: HDF5 writes run in a thread
     # while the next frames decode; every array handed over is fresh from the decoder (or a
     # read-only padding view) and never modified afterwards.
-    with EpisodeWriter(job.output_path, num_out, sim=True, attrs=attrs, background=True) as writer:
+    with EpisodeWriter(
+        job.output_path,
+        num_out,
+        sim=True,
+        attrs=attrs,
+        background=True,
+        storage=job.storage,
+        jpeg_quality=job.jpeg_quality,
+        image_size=job.image_size,
+    ) as writer:
         writer.write_lowdim(
             qpos=_pad_rows(rows.state[rows_out], num_out),
             qvel=_pad_rows(qvel, num_out),
@@ -356,6 +369,30 @@ def check_conversion_options(episode_len: int, max_episodes: int, idle_threshold
         )
 
 
+def storage_options(
+    storage: str, jpeg_quality: int, image_size: str | tuple[int, int] | list[int] | None
+) -> dict:
+    """Checked frame-storage options as recorded (and fingerprinted): {"storage", "jpeg_quality",
+    "image_size"}. jpeg_quality is None with raw storage, so changing it alone does not reconvert."""
+    if storage not in STORAGE_MODES:
+        raise DatasetError(f"storage must be one of {', '.join(STORAGE_MODES)}, got {storage!r}")
+    try:
+        quality = int(jpeg_quality)
+    except (TypeError, ValueError):
+        quality = -1
+    if not 1 <= quality <= 100:
+        raise DatasetError(f"jpeg_quality must be an integer in 1..100, got {jpeg_quality!r}")
+    try:
+        size = parse_image_size(image_size)
+    except (TypeError, ValueError) as err:
+        raise DatasetError(str(err)) from None
+    return {
+        "storage": storage,
+        "jpeg_quality": quality if storage == "jpeg" else None,
+        "image_size": list(size) if size else None,
+    }
+
+
 def _frame_shapes(
     dataset: LeRobotDataset, episodes: list[EpisodeMeta], cameras: dict[str, str], warnings: list[str]
 ) -> dict[str, tuple[int, int]]:
@@ -478,9 +515,13 @@ def _plan(
     episode_len: int = 0,
     idle_threshold: float = 1e-4,
     max_episodes: int = 0,
+    storage: str = "raw",
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    image_size: str | tuple[int, int] | list[int] | None = None,
 ) -> _Plan:
     """Open and check the dataset, its files and its cameras' frame sizes."""
     check_conversion_options(episode_len, max_episodes, idle_threshold)
+    frame_options = storage_options(storage, jpeg_quality, image_size)
     dataset = open_dataset(input_dir)
     cameras = select_cameras(dataset, camera_keys, camera_names)
     warnings: list[str] = []
@@ -501,6 +542,7 @@ def _plan(
         "episode_len": episode_len,
         "idle_threshold": float(idle_threshold),  # 0 and 0.0 must fingerprint alike
         "max_episodes": max_episodes,
+        **frame_options,
     }
     return _Plan(dataset, cameras, episodes, options, shapes, warnings)
 
@@ -522,6 +564,9 @@ def convert_dataset(
     episode_len: int = 0,
     idle_threshold: float = 1e-4,
     max_episodes: int = 0,
+    storage: str = "raw",
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    image_size: str | tuple[int, int] | list[int] | None = None,
     workers: int = 0,
     progress: bool | None = None,
 ) -> ConversionResult:
@@ -530,6 +575,11 @@ def convert_dataset(
     episode_len: 0 keeps each episode's length; N truncates to N or pads by repeating the last frame.
     idle_threshold: trim idle runs at both ends (max abs action change below it); 0 disables.
     max_episodes: 0 = all, else the first N by episode_index.
+    storage: "raw" stores (T, H, W, 3) uint8 frames (upstream ACT's layout, 3 bytes a pixel);
+        "jpeg" stores ALOHA's compressed layout (attr compress=True, padded JPEG rows, /compress_len)
+        that act-plus-plus reads, at `jpeg_quality` (libjpeg scale, 1..100), decoded by the loader.
+    image_size: (H, W) or "HxW": resize every frame (area averaging) at conversion; None keeps
+        the source size. Recorded in each episode (attr image_size) and in result.extra.
     workers: 0 = one per CPU (at most one per episode); N processes (spawn), FFmpeg threads
         split between them. 1 runs in this process.
     progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
@@ -547,6 +597,9 @@ def convert_dataset(
         episode_len=episode_len,
         idle_threshold=idle_threshold,
         max_episodes=max_episodes,
+        storage=storage,
+        jpeg_quality=jpeg_quality,
+        image_size=image_size,
     )
     dataset, cameras, episodes, options = plan.dataset, plan.cameras, plan.episodes, plan.options
     for message in plan.warnings:
@@ -583,6 +636,9 @@ def convert_dataset(
             feature_names={
                 k: dataset.feature_names(k) for k in (STATE_KEY, ACTION_KEY, velocity_key) if k is not None
             },
+            storage=options["storage"],
+            jpeg_quality=options["jpeg_quality"] or DEFAULT_JPEG_QUALITY,
+            image_size=tuple(options["image_size"]) if options["image_size"] else None,
         )
         for i, ep in enumerate(episodes)
     ]
@@ -630,6 +686,12 @@ def convert_dataset(
             "workers": n_workers,
             "decoder_threads_per_worker": threads,
             "frame_shapes": {k: list(v) for k, v in plan.frame_shapes.items()},
+            # how frames are stored (also inside options, which the fingerprint covers)
+            "storage": options["storage"],
+            "jpeg_quality": options["jpeg_quality"],
+            "image_size": options["image_size"],  # [H, W] stored, or None = the source size
+            "source_image_size": list(next(iter(plan.frame_shapes.values()), ())) or None,
+            "bytes_written": sum((out / f"episode_{i}.hdf5").stat().st_size for i in range(len(jobs))),
         },
         warnings=list(plan.warnings),
     )

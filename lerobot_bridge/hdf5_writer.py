@@ -7,6 +7,15 @@ Layout (tonyzhaozh/act, FORMATS 2.1):
     /action                       (T, A) float32
     attrs: sim (bool) + provenance
 
+storage="jpeg" writes ALOHA's compressed variant instead (aloha record_episodes.py,
+act-plus-plus compress_data.py; see lerobot_bridge.frame_codec): attr compress=True,
+    /observations/images/<cam>    (T, L) uint8, row t = frame t's JPEG zero-padded to L, chunk (1, L)
+    /compress_len                 (num_cams, T) float32, each frame's JPEG length (cameras in the
+                                  order they were first appended; attr camera_names lists them)
+where L is the longest JPEG of the episode over all cameras, as their recorder pads. L is known
+only at the end, so encoded frames (about 1/15 of the raw size) are held until close().
+image_size=(H, W) resizes every frame (area averaging) before it is stored, in either mode.
+
 Images arrive in blocks and go straight to disk, so memory stays flat however long the
 episode is. The file is written as a hidden temporary in the destination folder and renamed
 over `path` only when every dataset is complete: a crash never leaves a valid-looking episode.
@@ -26,6 +35,9 @@ import numpy as np
 
 from lerobot_bridge.atomic_io import temp_path
 from lerobot_bridge.errors import DatasetError
+from lerobot_bridge.frame_codec import DEFAULT_JPEG_QUALITY, JpegEncoder, resize_area
+
+STORAGE_MODES = ("raw", "jpeg")
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +67,25 @@ class EpisodeWriter:
         attrs: dict | None = None,
         background: bool = False,
         queue_blocks: int = 4,
+        storage: str = "raw",
+        jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+        image_size: tuple[int, int] | None = None,
     ):
         if num_frames < 1:
             raise ValueError(f"an episode needs at least one frame, got num_frames={num_frames}")
+        if storage not in STORAGE_MODES:
+            raise ValueError(f"storage must be one of {STORAGE_MODES}, got {storage!r}")
         self.path = Path(path)
         self.num_frames = num_frames
+        self.storage = storage
+        self.jpeg_quality = int(jpeg_quality)
+        self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         self.tmp_path = temp_path(self.path)
         self._file = h5py.File(self.tmp_path, "w")
         self._file.attrs["sim"] = bool(sim)
+        if storage == "jpeg":
+            self._file.attrs["compress"] = True  # what ALOHA / act-plus-plus loaders test
+            self._file.attrs["jpeg_quality"] = self.jpeg_quality
         for key, value in (attrs or {}).items():
             self._file.attrs[key] = value
         self._obs = self._file.create_group("observations")
@@ -71,6 +94,8 @@ class EpisodeWriter:
         self._frame_shape: dict[str, tuple[int, ...]] = {}
         self._written: dict[str, int] = {}  # frames on disk per camera (the writing thread's count)
         self._datasets: dict[str, h5py.Dataset] = {}
+        self._encoders: dict[str, JpegEncoder] = {}
+        self._jpeg: dict[str, list[np.ndarray]] = {}  # camera -> encoded frames, in order
         self._lowdim_written = False
         self._closed = False
         self._queue: queue.Queue | None = queue.Queue(maxsize=queue_blocks) if background else None
@@ -124,6 +149,13 @@ class EpisodeWriter:
         self._queue.put((camera, frames))
 
     def _write_frames(self, camera: str, frames: np.ndarray) -> None:
+        # Resizing and encoding run here, i.e. in the background thread when there is one: numpy's
+        # ufuncs and FFmpeg release the GIL, so they overlap with decoding the next frames.
+        if self.image_size is not None:
+            frames = resize_area(frames, self.image_size)
+        if self.storage == "jpeg":
+            self._encode_frames(camera, frames)
+            return
         dset = self._datasets.get(camera)
         if dset is None:  # opened once: a group lookup per frame costs as much as the write
             h, w = frames.shape[1:3]
@@ -141,6 +173,38 @@ class EpisodeWriter:
                 (start + i, 0, 0, 0), frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
             )
         self._written[camera] = start + len(frames)
+
+    def _encode_frames(self, camera: str, frames: np.ndarray) -> None:
+        encoder = self._encoders.get(camera)
+        if encoder is None:
+            encoder = JpegEncoder(frames.shape[1], frames.shape[2], self.jpeg_quality)
+            self._encoders[camera] = encoder
+            self._jpeg[camera] = []
+            self._written[camera] = 0
+        encoded = self._jpeg[camera]
+        for frame in frames:
+            encoded.append(encoder.encode(frame))
+        self._written[camera] += len(frames)
+
+    def _write_jpeg_datasets(self) -> None:
+        """The padded (T, L) rows and /compress_len, once every frame's length is known."""
+        cameras = list(self._jpeg)
+        lengths = np.array([[len(b) for b in self._jpeg[c]] for c in cameras], dtype=np.float32)  # (C, T)
+        padded = int(lengths.max())
+        row = np.zeros(padded, dtype=np.uint8)
+        for camera in cameras:
+            dset = self._images.create_dataset(
+                camera, shape=(self.num_frames, padded), dtype=np.uint8, chunks=(1, padded)
+            )
+            for t, data in enumerate(self._jpeg[camera]):
+                row[: len(data)] = data
+                row[len(data) :] = 0
+                dset.id.write_direct_chunk((t, 0), row)  # chunk = one row: its bytes are the chunk
+            self._jpeg[camera] = []  # free as we go
+        # float32 and no explicit chunks: exactly what aloha's recorder creates (create_dataset with
+        # a shape only); lengths below 2**24 are exact in float32.
+        dset = self._file.create_dataset("compress_len", data=lengths)
+        dset.attrs["camera_names"] = cameras
 
     def _drain(self) -> None:
         while True:
@@ -182,6 +246,14 @@ class EpisodeWriter:
                 f"{self.path}: incomplete episode (lowdim written: {self._lowdim_written}, "
                 f"frames per camera {incomplete} of {self.num_frames})"
             )
+        try:
+            if self.storage == "jpeg" and self._jpeg:
+                self._write_jpeg_datasets()
+            if self.image_size is not None:
+                self._file.attrs["image_size"] = list(self.image_size)
+        except BaseException:
+            self.abort()
+            raise
         self._file.close()
         os.replace(self.tmp_path, self.path)
         self._closed = True
