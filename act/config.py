@@ -37,6 +37,11 @@ class ACTConfig:
     # checkpoints. True wires the decoder properly (last layer's output): same keys, but
     # upstream code would load such a checkpoint silently and compute different actions.
     use_all_decoder_layers: bool = False
+    # [H, W] of the frames the policy trained on (after any resize at conversion). ACTRunner
+    # resizes camera frames of another size to it with the conversion's area resize, so a policy
+    # trained at 240x320 can be fed the camera's 480x640. None (configs written before it
+    # existed): frames are used as given. Not read by the model: the weights fit any frame size.
+    image_size: list[int] | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

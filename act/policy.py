@@ -7,6 +7,10 @@
 What it does, as upstream's evaluation loop (imitate_episodes.py eval_bc):
 qpos -> (qpos - qpos_mean) / qpos_std; images HWC uint8 per camera -> (1, N_cam, 3, H, W),
 ImageNet normalization inside the policy; z = 0; action = pred * action_std + action_mean.
+Frames whose size differs from the trained size (policy_config.json `image_size`, e.g. a
+policy trained on frames resized to 240x320 at conversion) are resized to it with the same
+area resize conversion used (lerobot_bridge.frame_codec.resize_area), so the policy sees what
+it trained on; `image_size=None` (configs from before) uses frames as given.
 
 Two execution modes:
 - chunk execution: query the policy every `query_frequency` steps (default chunk_size) and
@@ -44,6 +48,7 @@ from act.act_policy import ACTPolicy
 from act.checkpoint import POLICY_CONFIG_NAME, load_checkpoint
 from act.config import ACTConfig
 from act.stats import STATS_FILE_NAME, load_stats
+from lerobot_bridge.frame_codec import resize_area
 
 TEMPORAL_ENSEMBLE_K = 0.01
 
@@ -107,6 +112,8 @@ class ACTRunner:
         if not 1 <= self.query_frequency <= chunk:
             raise ValueError(f"query_frequency must be in 1..{chunk}, got {self.query_frequency}")
         self.ensembler = TemporalEnsembler(chunk) if temporal_ensemble else None
+        size = self.cfg.image_size
+        self.image_size: tuple[int, int] | None = (int(size[0]), int(size[1])) if size else None
         self.reset()
 
     @classmethod
@@ -143,13 +150,20 @@ class ACTRunner:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise ValueError(f"images[{name!r}]: expected (H, W, 3) uint8 RGB, "
                                  f"got {frame.shape} {frame.dtype}")
-            frames.append(frame)
+            frames.append(self.resize_frame(frame))
         qpos_norm = (qpos - self.qpos_mean) / self.qpos_std
         qpos_t = torch.from_numpy(qpos_norm).to(self.device)[None]  # (1, D)
         image_t = torch.from_numpy(np.stack(frames)).to(self.device)  # (N_cam, H, W, 3) uint8
         image_t = image_t.permute(0, 3, 1, 2)[None]  # (1, N_cam, 3, H, W)
         pred = self.policy(qpos_t, image_t)[0].float().cpu().numpy()  # (chunk, A) normalized
         return pred * self.action_std + self.action_mean
+
+    def resize_frame(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 at the camera's size -> at the trained size (unchanged when equal or
+        unknown). Shrinking is area averaging, exactly as conversion resized the training frames."""
+        if self.image_size is None or frame.shape[:2] == self.image_size:
+            return frame
+        return resize_area(frame[None], self.image_size)[0]
 
     def act(self, qpos: np.ndarray, images: dict[str, np.ndarray]) -> np.ndarray:
         """The action (A,) to execute at this step."""

@@ -39,7 +39,7 @@ from lerobot_bridge.dataset import (
     select_cameras,
 )
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.frame_codec import DEFAULT_JPEG_QUALITY, parse_image_size
+from lerobot_bridge.frame_codec import DEFAULT_JPEG_QUALITY, JpegEncoder, parse_image_size, resize_area
 from lerobot_bridge.hdf5_writer import STORAGE_MODES, TEMP_FILE_RE, EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.parquet_io import (
     iter_episode_images,
@@ -553,6 +553,86 @@ def conversion_fingerprint(input_dir: str | os.PathLike, **options) -> str:
     read from the metadata without converting: equal to an earlier result's -> that output is reusable."""
     plan = _plan(input_dir, **options)
     return fingerprint(plan.dataset, plan.episodes, plan.options)
+
+
+# Free-space estimate. Per episode file: HDF5 metadata (superblock, groups, attrs, chunk index);
+# measured 14-20 KB on small episodes, so 32 KiB is an upper bound.
+EPISODE_FILE_OVERHEAD = 32 * 1024
+JPEG_SAMPLE_FRAMES = 4  # frames per camera encoded to measure the JPEG size of this dataset
+# JPEG rows are padded to the episode's longest frame and later frames may hold more detail than
+# the sampled ones: the largest sampled JPEG is scaled by this.
+JPEG_SIZE_MARGIN = 1.5
+# When no frame can be sampled: bytes per pixel of a JPEG row at quality <= 95; natural 640x480
+# camera frames at libjpeg quality 90 are about 0.2-0.35 bytes per pixel.
+JPEG_FALLBACK_BYTES_PER_PIXEL = 0.5
+
+
+def estimate_conversion_bytes(input_dir: str | os.PathLike, **options) -> int:
+    """An upper bound on the bytes `convert_dataset(input_dir, out, **options)` writes, before
+    converting: for the free-space check (the output is written in full before training starts).
+
+    options: convert_dataset's keyword arguments (`workers` and `progress` are ignored). From the
+    metadata: frames = every selected episode's length (or episode_len each; idle trimming only
+    removes frames), times cameras. Raw: H x W x 3 bytes per camera-frame at the stored size
+    (image_size if given). JPEG: the largest of JPEG_SAMPLE_FRAMES frames per camera decoded from
+    the first episode and encoded with these options, times JPEG_SIZE_MARGIN (a measured factor
+    for this dataset; JPEG_FALLBACK_BYTES_PER_PIXEL if nothing decodes). Plus qpos, qvel and
+    action as float32 and EPISODE_FILE_OVERHEAD per episode."""
+    options = {k: v for k, v in options.items() if k not in ("workers", "progress")}
+    plan = _plan(input_dir, **options)
+    episode_len = int(options.get("episode_len", 0) or 0)
+    frames = episode_len * len(plan.episodes) if episode_len > 0 else sum(ep.length for ep in plan.episodes)
+    size = plan.options["image_size"]
+    per_camera_frame = 0
+    for key in plan.cameras:
+        h, w = size or plan.frame_shapes[key]
+        if plan.options["storage"] == "jpeg":
+            per_camera_frame += _jpeg_frame_bytes(plan, key, (h, w), plan.options["jpeg_quality"])
+        else:
+            per_camera_frame += h * w * 3
+    lowdim = 4 * (2 * plan.dataset.state_dim + plan.dataset.action_dim)
+    return int(frames * (per_camera_frame + lowdim) + EPISODE_FILE_OVERHEAD * len(plan.episodes))
+
+
+def _jpeg_frame_bytes(plan: _Plan, key: str, size: tuple[int, int], quality: int) -> int:
+    """Estimated stored bytes per frame of camera `key` in JPEG rows (see estimate_conversion_bytes)."""
+    fallback = int(np.ceil(size[0] * size[1] * JPEG_FALLBACK_BYTES_PER_PIXEL))
+    try:
+        sample = _sample_frames(plan, key)
+    except Exception as err:  # noqa: BLE001 - an estimate must not fail where conversion reports it
+        log.debug("no sample frames of %s for the JPEG size estimate (%s)", key, err)
+        sample = None
+    if sample is None or not len(sample):
+        return fallback
+    sample = resize_area(sample, size)
+    encoder = JpegEncoder(size[0], size[1], quality)
+    largest = max(len(encoder.encode(frame)) for frame in sample)
+    return int(np.ceil(largest * JPEG_SIZE_MARGIN))
+
+
+def _sample_frames(plan: _Plan, key: str) -> np.ndarray | None:
+    """Up to JPEG_SAMPLE_FRAMES frames (N, H, W, 3) of camera `key`, from its first episode."""
+    import av
+
+    ep = plan.episodes[0]
+    segment = ep.videos.get(key)
+    if segment is None:  # image (PNG) camera
+        n = JPEG_SAMPLE_FRAMES
+        return np.asarray(next(iter_episode_images(ep.data_path, ep.index, key, 0, n, n)))
+    frames = []
+    with av.open(str(segment.path)) as container:
+        stream = container.streams.video[0]
+        # from the episode's start: in a v3.0 file shared by episodes, the file start is another one's
+        start = int(segment.from_timestamp / stream.time_base) if stream.time_base else 0
+        if start > 0:
+            container.seek(start, stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if frame.time is not None and frame.time < segment.from_timestamp - 1e-3:
+                continue
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == JPEG_SAMPLE_FRAMES:
+                break
+    return np.stack(frames) if frames else None
 
 
 def convert_dataset(
