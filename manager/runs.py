@@ -263,6 +263,7 @@ class RunRegistry:
             "started_at": manifest.get("started_at") or launch.get("started_at"),
             "updated_at": manifest.get("updated_at"),
             "launched_here": bool(launch),
+            "artifacts": sorted(p.name for p in run_dir.iterdir() if p.is_file()) if run_dir else [],
         }
 
     def detail(self, output: Path, rel: str) -> dict:
@@ -272,9 +273,6 @@ class RunRegistry:
         info["arguments"] = manifest.get("arguments") or {}
         info["command"] = launch.get("argv") or manifest.get("command")
         info["notes"] = manifest.get("notes") or []
-        info["artifacts"] = (
-            sorted(p.name for p in Path(info["run_dir"]).iterdir() if p.is_file()) if info["run_dir"] else []
-        )
         return info
 
     # --- processes

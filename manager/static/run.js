@@ -17,6 +17,7 @@ function render(summary) {
   document.getElementById("eta").textContent = summary.eta_seconds ? `ETA ${formatSeconds(summary.eta_seconds)}` : "";
   document.getElementById("stop").disabled = !summary.alive;
   document.getElementById("resume").disabled = summary.alive || summary.status === "completed";
+  document.getElementById("files").textContent = (summary.artifacts || []).join(", ");
   const b = summary.best;
   document.getElementById("best").textContent = b
     ? `best (epoch ${b.epoch}, step ${b.step}): val loss ${b.val_loss?.toFixed(4)}, val L1 ${b.val_l1?.toFixed(4)}, deploy L1 ${b.val_l1_deploy?.toFixed(4)} vs mean-action ${b.val_l1_mean_action?.toFixed(4)}`
