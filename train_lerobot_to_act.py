@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
                       "without it an interrupted run is resumed anyway and a completed one is left alone")
     ours.add_argument("--fresh", action="store_true",
                       help="discard an existing run of the same name and start from scratch")
+    ours.add_argument("--lr_schedule", default="constant", choices=("constant", "cosine"),
+                      help="constant (upstream ACT) or cosine decay towards 0 at the last step; both after "
+                      "--warmup_steps of linear warm-up. A resumed run continues the same curve")
+    ours.add_argument("--warmup_steps", type=int, default=0,
+                      help="optimizer steps of linear learning-rate warm-up (0 = none)")
+    ours.add_argument("--init_from", default=None,
+                      help="fine-tune: start from a trained policy, a run directory (its policy_best.ckpt) "
+                      "or a .ckpt file; shapes must match this dataset's model (stats come from this data)")
+    ours.add_argument("--tensorboard", action="store_true",
+                      help="also write TensorBoard event files (RUN/tensorboard/, the metrics.jsonl scalars)")
+    ours.add_argument("--wandb_project", default=None,
+                      help="also log to Weights & Biases in this project (optional package; "
+                      "WANDB_MODE=offline and WANDB_ENTITY are honoured)")
     ours.add_argument("--prepare_only", action="store_true",
                       help="validate, convert and compute the stats, then exit without training (a SLURM "
                       "pre-step or a Kubernetes init container; the training command reuses the conversion)")

@@ -32,7 +32,7 @@ from act.distributed import (
     plan_under_launcher,
     rank_batch_sizes,
 )
-from act.manifest import Manifest
+from act.manifest import Manifest, sha256_file
 from lerobot_bridge.atomic_io import atomic_write_json
 from lerobot_bridge.errors import DatasetError
 
@@ -43,6 +43,7 @@ SUPPORTED_POLICIES = ("ACT",)
 NON_DEFINING_ARGS = {
     "input_dir", "output_dir", "gpus", "num_workers", "convert_workers", "resume", "fresh",
     "keep_converted_hdf5", "log_interval", "run_name", "backbone_weights", "prepare_only", "prepare_timeout",
+    "tensorboard", "wandb_project",
 }
 
 
@@ -121,6 +122,15 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int,
         raise UsageError(f"--backbone_weights {weights}: no such file (expected torchvision's "
                          "resnet18-f37072fd.pth, or 'none' for a random-init backbone)")
     check_paths_apart(Path(args.input_dir), Path(args.output_dir))
+    if args.warmup_steps < 0:
+        raise UsageError(f"--warmup_steps must be >= 0 (got {args.warmup_steps})")
+    if args.init_from is not None:
+        args.init_from = str(resolve_init_checkpoint(args.init_from))
+    from act.tracking import missing_tracking_package
+
+    missing = missing_tracking_package(args.tensorboard, args.wandb_project)
+    if missing:
+        raise UsageError(missing)
     if args.prepare_timeout <= 0:
         raise UsageError(f"--prepare_timeout must be > 0 seconds (got {args.prepare_timeout})")
     if launcher is not None and launcher.world_size > 1 and not args.prepare_only:
@@ -141,6 +151,45 @@ CONVERTED_DIR, CONVERTED_TMP_DIR = "converted_hdf5", ".converted_hdf5_tmp"
 # What this run writes or deletes under --output_dir; the input may not lie in any of them.
 OWNED_OUTPUT_PATHS = (CONVERTED_DIR, CONVERTED_TMP_DIR, "checkpoints", "manifest.json")
 TEMP_NAME = re.compile(r"^\..+\.tmp-\d+$")  # lerobot_bridge.atomic_io.temp_path's names
+
+
+def resolve_init_checkpoint(init_from: str) -> Path:
+    """--init_from: a .ckpt file, or a run directory whose policy_best.ckpt is taken."""
+    path = Path(init_from).expanduser().absolute()
+    if path.is_dir():
+        path = path / "policy_best.ckpt"
+    if not path.is_file():
+        raise UsageError(f"--init_from {init_from}: no such checkpoint ({path}); pass a run directory "
+                         "holding policy_best.ckpt, or a .ckpt file")
+    return path
+
+
+def check_init_checkpoint(path: str, cfg) -> None:
+    """The fine-tuning start must fit this dataset's model key for key, shape for shape."""
+    from act.act_policy import ACTPolicy
+    from act.checkpoint import load_checkpoint
+
+    try:
+        state = load_checkpoint(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable file means the same fix
+        raise UsageError(f"--init_from {path}: not a readable policy checkpoint "
+                         f"({type(e).__name__}: {e})") from e
+    expected = {k: tuple(v.shape) for k, v in ACTPolicy(cfg).state_dict().items()}
+    for key, shape in expected.items():
+        if key not in state:
+            raise UsageError(f"--init_from {path}: has no {key} (expected shape {shape}); it is not an ACT "
+                             "policy checkpoint of this architecture")
+        if tuple(state[key].shape) != shape:
+            raise UsageError(
+                f"--init_from {path}: {key} has shape {tuple(state[key].shape)} there and {shape} in this "
+                "model "
+                f"(state {cfg.state_dim}, action {cfg.action_dim}, cameras {cfg.camera_names}, hidden "
+                f"{cfg.hidden_dim}, chunk {cfg.chunk_size}): fine-tune only between the same robot, cameras "
+                "and model flags"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise UsageError(f"--init_from {path}: holds keys this model does not have, first {extra[0]}")
 
 
 def check_paths_apart(input_dir: Path, output_dir: Path) -> None:
@@ -519,6 +568,8 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv
         nheads=args.nheads, enc_layers=args.enc_layers, dec_layers=args.dec_layers, dropout=args.dropout,
         kl_weight=args.kl_weight, use_all_decoder_layers=args.use_all_decoder_layers,
     )
+    if args.init_from and not resume:
+        check_init_checkpoint(args.init_from, cfg)
     cfg.save_json(run_dir / "policy_config.json")
     val_interval = args.val_interval or auto_interval(num_epochs, 50)
     log_interval = args.log_interval or auto_interval(total_steps, 100, cap=100)
@@ -532,6 +583,8 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv
         learning_rate=args.learning_rate, lr_backbone=args.lr_backbone, precision=args.precision,
         num_workers=resolve_num_workers(args.num_workers, plan), backbone_weights=args.backbone_weights,
         resume=resume, notes=notes, gpu_ids=list(plan.gpu_ids), val_samples=max(1, args.val_samples),
+        lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, init_from=args.init_from,
+        tensorboard=args.tensorboard, wandb_project=args.wandb_project,
     )
     data = prep.__dict__ | {"defining_args": defining_args(args), "global_batch": global_batch,
                             "dataset_fingerprint": result.fingerprint}
@@ -554,6 +607,10 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv
               "log_interval_steps": log_interval,
               "dataloader_workers_per_rank": prep.num_workers},
         resumed=resume,
+        schedule={"lr_schedule": args.lr_schedule, "warmup_steps": args.warmup_steps,
+                  "learning_rate": args.learning_rate, "lr_backbone": args.lr_backbone},
+        init_from=({"path": args.init_from, "sha256": sha256_file(args.init_from)}
+                   if args.init_from else None),
     )
     manifest.write()
     if resume:

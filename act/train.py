@@ -41,6 +41,8 @@ from act.distributed import DistContext
 from act.errors import NonFiniteLossError, ResumeStateError, describe_write_failure
 from act.manifest import Manifest, now_iso
 from act.plot import write_loss_curves
+from act.schedule import lr_factor
+from act.tracking import Trackers
 from lerobot_bridge.atomic_io import atomic_write_text
 
 log = logging.getLogger("train_act")
@@ -85,6 +87,11 @@ class PreparedRun:
     val_samples: int = 256
     notes: list[str] = field(default_factory=list)
     gpu_ids: list[int] = field(default_factory=list)
+    lr_schedule: str = "constant"  # act.schedule
+    warmup_steps: int = 0
+    init_from: str | None = None  # a checkpoint to fine-tune from (never on resume)
+    tensorboard: bool = False
+    wandb_project: str | None = None
 
     @property
     def global_batch(self) -> int:
@@ -318,6 +325,14 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         fused=device.type == "cuda",
     )
 
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # the schedule scales these
+    if prep.init_from and not prep.resume:  # fine-tuning: start from a trained policy (checked in prepare)
+        from act.checkpoint import load_checkpoint
+
+        policy.load_state_dict(load_checkpoint(prep.init_from))
+        if main:
+            log.info("fine-tuning from %s", prep.init_from)
+
     # ---- resume
     epoch = step_in_epoch = global_step = samples_seen = 0
     train_seconds = 0.0
@@ -467,6 +482,11 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         except (OSError, RuntimeError) as e:
             raise describe_write_failure(path, e) from e
 
+    def record(row: dict[str, Any]) -> None:
+        metrics.append(row)
+        if main:
+            trackers.log(row)
+
     def write_metrics() -> None:
         if main:
             atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in metrics))
@@ -478,7 +498,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             return
         last_val = validate(policy, val_loader, device, amp_dtype, ctx)
         last_val.update(epoch=epoch, step=global_step)
-        metrics.append({"kind": "val", **last_val, "time": now_iso()})
+        record({"kind": "val", **last_val, "time": now_iso()})
         if main:
             log.info(
                 "validation epoch %d step %d: loss %.4f l1 %.4f kl %.4f | deploy L1 (z=0) %.4f vs "
@@ -493,6 +513,8 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
 
     # ---- loop
     last_val: dict[str, Any] | None = None
+    trackers = Trackers(run_dir, prep.run_name, prep.tensorboard and main,
+                        prep.wandb_project if main else None, global_step, {"prepared": asdict(prep)})
     t_start = time.perf_counter()
     start_step = global_step
     write_manifest()
@@ -517,6 +539,8 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any NaN/Inf loss since the last check
     last_finite_step = global_step
     t_log, samples_at_log = time.perf_counter(), samples_seen
+    data_wait = 0.0  # seconds spent waiting for the loader since the last log line
+    t_step_end = time.perf_counter()
     interrupted = False
     policy.train()
 
@@ -524,6 +548,10 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
     # prefetching over epoch boundaries.
     sampler.set_epoch(epoch, step_in_epoch, prep.total_steps - global_step)
     for batch in loader:
+        data_wait += time.perf_counter() - t_step_end
+        factor = lr_factor(global_step, prep.total_steps, prep.warmup_steps, prep.lr_schedule)
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * factor
         b = to_device(batch, device)
         with autocast():
             out = model(b["qpos"], b["images"], b["action"], b["is_pad"])
@@ -551,23 +579,25 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             now = time.perf_counter()
             rate = (samples_seen - samples_at_log) / max(now - t_log, 1e-9)
             eta = (prep.total_steps - global_step) * prep.global_batch / rate if rate > 0 else math.inf
-            lr = optimizer.param_groups[0]["lr"]
-            metrics.append({
+            lr = optimizer.param_groups[0]["lr"]  # the rate the last step used
+            wait_fraction = min(1.0, data_wait / max(now - t_log, 1e-9))
+            record({
                 "kind": "train", "epoch": epoch + (step_in_epoch / prep.steps_per_epoch),
                 "step": global_step, "loss": loss, "l1": l1, "kl": kl, "lr": lr,
-                "samples_per_second": rate, "time": now_iso(),
+                "samples_per_second": rate, "data_wait_fraction": wait_fraction, "time": now_iso(),
             })
             if main:
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss:.4f}", l1=f"{l1:.4f}", kl=f"{kl:.4f}")
                 else:
                     log.info(
-                        "epoch %d/%d step %d/%d loss %.4f l1 %.4f kl %.4f lr %.2e %.1f samples/s ETA %s",
+                        "epoch %d/%d step %d/%d loss %.4f l1 %.4f kl %.4f lr %.2e %.1f samples/s "
+                        "(data wait %.0f%%) ETA %s",
                         epoch + 1, prep.num_epochs, global_step, prep.total_steps, loss, l1, kl, lr, rate,
-                        format_eta(eta),
+                        100 * wait_fraction, format_eta(eta),
                     )
             acc.zero_()
-            acc_n, t_log, samples_at_log = 0, now, samples_seen
+            acc_n, t_log, samples_at_log, data_wait = 0, now, samples_seen, 0.0
             write_metrics()
 
         if step_in_epoch == prep.steps_per_epoch:  # epoch boundary
@@ -590,6 +620,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         if ctx.any_rank(stop.requested):
             interrupted = True
             break
+        t_step_end = time.perf_counter()
 
     if bar is not None:
         bar.close()
@@ -604,6 +635,7 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
             if main:
                 log.warning("interrupted at epoch %d step %d: state saved to %s; run the same command "
                             "again to continue", epoch + 1, global_step, resume_path)
+            trackers.close()
             return TrainResult("interrupted", figures("interrupted"))
 
     # ---- completed
@@ -657,5 +689,6 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         log.info("training done: %d steps, %d samples in %.1f s (%.1f samples/s); best epoch %s step %s",
                  global_step, samples_seen, train_seconds, result["samples_per_second"] or 0,
                  best.get("epoch") if best else None, best.get("step") if best else None)
+        trackers.close()
         return TrainResult("completed", result)
     return TrainResult("completed", figures("completed"))

@@ -66,7 +66,7 @@ def test_every_output_exists(e2e):
     assert len(list((out / "converted_hdf5").glob("episode_*.hdf5"))) == 5
     assert "validation epoch 2 step 2" in proc.stdout
     img = decode_png((run_dir / "loss_curves.png").read_bytes())
-    assert img.shape[1] == 3 * img.shape[0] * 4 // 3  # three panels
+    assert img.shape[1] == 4 * img.shape[0] * 4 // 3  # l1, kl, loss and deploy L1 vs the baseline
 
 
 def test_checkpoint_loads_into_the_model_and_into_act_policy(e2e):
