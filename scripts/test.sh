@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command (README): set up, lint, run the whole test suite.
+# The project's test command (README): set up (.venv, scripts/setup.sh), lint, run the whole test suite
+# with the venv's python. Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/test_policy.py`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
 bash scripts/setup.sh
-"$PY" -m ruff check .
-"$PY" -m pytest -q "$@"
+py=.venv/bin/python
+"$py" -m ruff check .
+"$py" -m pytest -q "$@"
