@@ -122,7 +122,9 @@ def test_demo_policy_succeeds_closed_loop_and_blind_baselines_fail(tmp_path):
     0: 100/100/4/0 %, 1: 98/100/6/0 %, 2: 100/100/6/0 %, 3: 100/100/6/0 %, 42: 100/100/10/0 %.
     Seed 1 without the padded final hold (--episode_len 0): 0 % / 0 %; with dropout 0.1: 50 % / 64 %;
     with neither (the demo's earlier settings): 58 % / 58 %.
-    Runtime in a fresh-clone .ci/run on 2 cores: 547 s (record 22 s, training 439 s, evaluation 86 s).
+    Runtime in a fresh-clone .ci/run on 2 cores with torch's default threads: 547 s (record 22 s, training
+    439 s, evaluation 86 s). With the demo's thread counts (training 1 thread on 2 CPUs, evaluation 1) on
+    2 cores shared with other test runs (load average 4-13): 1300 s (34 s, 951 s, 308 s), 100/100/12/0 %.
     """
     spec = importlib.util.spec_from_file_location("demo_main", REPO / "scripts" / "demo.py")
     demo = importlib.util.module_from_spec(spec)
