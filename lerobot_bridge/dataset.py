@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,8 @@ def open_dataset(root: str | os.PathLike) -> LeRobotDataset:
     features = info["features"]
     fps = _read_fps(info, info_path)
 
+    for key, feat in features.items():
+        _check_feature(feat, key, info_path)
     for key in (STATE_KEY, ACTION_KEY):
         if key not in features:
             raise DatasetError(
@@ -107,7 +110,9 @@ def open_dataset(root: str | os.PathLike) -> LeRobotDataset:
         _vector_dim(features[key], key, root)
 
     cameras = [
-        _camera_feature(key, feat) for key, feat in features.items() if feat.get("dtype") in CAMERA_DTYPES
+        _camera_feature(key, feat, info_path)
+        for key, feat in features.items()
+        if feat.get("dtype") in CAMERA_DTYPES
     ]
     if version == "v3.0":
         tasks = _read_tasks_v3(root)
@@ -157,14 +162,33 @@ def _read_info(info_path: Path) -> dict:
 
 def _read_fps(info: dict, info_path: Path) -> float:
     fps = info.get("fps")
-    if isinstance(fps, bool) or not isinstance(fps, int | float) or fps <= 0:
-        raise DatasetError(f"{info_path}: 'fps' must be a positive number, got {fps!r}")
+    # NaN passes `fps <= 0` (every comparison with NaN is false) and Inf makes the half-period 0:
+    # both would reach the video matcher and blame the mp4.
+    if not _is_number(fps) or not math.isfinite(fps) or fps <= 0:
+        raise DatasetError(f"{info_path}: 'fps' must be a finite positive number, got {fps!r}")
     return float(fps)
+
+
+def _is_int(value) -> bool:
+    """A JSON / parquet integer: bool is an int subclass in Python but never a valid count or index."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_feature(feat, key: str, info_path: Path) -> None:
+    """Every feature spec must be an object: the code below reads dtype / shape / names from it."""
+    if not isinstance(feat, dict):
+        raise DatasetError(
+            f"{info_path}: features['{key}'] must be an object with dtype/shape, got {json.dumps(feat)}"
+        )
 
 
 def _vector_dim(feat: dict, key: str, root: Path) -> int:
     shape = feat.get("shape")
-    if not isinstance(shape, list) or len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 1:
+    if not isinstance(shape, list) or len(shape) != 1 or not _is_int(shape[0]) or shape[0] < 1:
         raise DatasetError(
             f"{root / 'meta' / 'info.json'}: features['{key}'].shape must be [D] with D >= 1, got {shape!r}"
         )
@@ -184,17 +208,22 @@ def flatten_names(names) -> list[str] | None:
     return None
 
 
-def _camera_feature(key: str, feat: dict) -> CameraFeature:
-    height, width = _camera_hw(feat.get("shape"), feat.get("names"))
+def _camera_feature(key: str, feat: dict, info_path: Path) -> CameraFeature:
+    height, width = _camera_hw(feat.get("shape"), feat.get("names"), f"{info_path}: features['{key}'].shape")
     info = feat.get("info") or feat.get("video_info") or {}
     codec = info.get("video.codec") if isinstance(info, dict) else None
     return CameraFeature(key=key, dtype=feat["dtype"], height=height, width=width, codec=codec)
 
 
-def _camera_hw(shape, names) -> tuple[int | None, int | None]:
-    """Height and width from `shape`, in the order given by `names` (HWC or CHW)."""
+def _camera_hw(shape, names, where: str = "camera shape") -> tuple[int | None, int | None]:
+    """Height and width from `shape`, in the order given by `names` (HWC or CHW).
+
+    A shape that is not three entries is treated as undeclared (the decoded size is used anyway);
+    three entries that are not positive integers are refused, naming `where`."""
     if not isinstance(shape, list) or len(shape) != 3:
         return None, None
+    if not all(_is_int(n) and n >= 1 for n in shape):
+        raise DatasetError(f"{where} must be three positive integers (HWC or CHW), got {json.dumps(shape)}")
     if isinstance(names, list) and len(names) == 3:
         lowered = [str(n).lower() for n in names]
         if "height" in lowered and "width" in lowered:
@@ -217,7 +246,8 @@ def format_path(root: Path, template: str, field_name: str, **values) -> Path:
     """
     try:
         rel = template.format(**values)
-    except (KeyError, IndexError, ValueError) as err:
+    # TypeError / AttributeError: a field like {chunk_index[0]} or {chunk_index.x} applied to our ints.
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as err:
         raise DatasetError(
             f"{root / 'meta' / 'info.json'}: cannot format '{field_name}' template {template!r} "
             f"with {sorted(values)} ({type(err).__name__}: {err})"
@@ -243,7 +273,7 @@ def _read_tasks_v2(root: Path) -> dict[int, str]:
         return {}
     tasks: dict[int, str] = {}
     for lineno, rec in _jsonl(path):
-        if not isinstance(rec.get("task_index"), int) or not isinstance(rec.get("task"), str):
+        if not _is_int(rec.get("task_index")) or not isinstance(rec.get("task"), str):
             raise DatasetError(f"{path}:{lineno}: expected {{'task_index': int, 'task': str}}, got {rec}")
         tasks[rec["task_index"]] = rec["task"]
     return tasks
@@ -261,7 +291,15 @@ def _read_tasks_v3(root: Path) -> dict[int, str]:
         raise DatasetError(f"{path}: expected columns 'task_index' and 'task', found {table.column_names}")
     indices = table.column("task_index").to_pylist()
     names = table.column(task_col).to_pylist()
-    return {int(i): str(t) for i, t in zip(indices, names, strict=True)}
+    tasks: dict[int, str] = {}
+    for row, (i, t) in enumerate(zip(indices, names, strict=True)):
+        # Nulls, NaN floats and strings would become a wrong key (or a crash) in the task lookup.
+        if not _is_int(i) or i < 0:
+            raise DatasetError(f"{path}: row {row}: 'task_index' must be an integer >= 0, got {i!r}")
+        if not isinstance(t, str):
+            raise DatasetError(f"{path}: row {row}: '{task_col}' must be a string (the task), got {t!r}")
+        tasks[i] = t
+    return tasks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,17 +307,25 @@ def _read_tasks_v3(root: Path) -> dict[int, str]:
 
 
 def _jsonl(path: Path):
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetError(f"{path}:{lineno}: not valid JSON ({err})") from err
-            if not isinstance(rec, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object per line")
-            yield lineno, rec
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err})") from err
+    # Bytes, split first: a decoding error can then name its line (JSON Lines is UTF-8).
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DatasetError(f"{path}:{lineno}: not valid UTF-8 ({err})") from err
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path}:{lineno}: not valid JSON ({err})") from err
+        if not isinstance(rec, dict):
+            raise DatasetError(f"{path}:{lineno}: expected a JSON object per line")
+        yield lineno, rec
 
 
 def _video_template(root: Path, info: dict, cameras: list[CameraFeature]) -> str | None:
@@ -298,13 +344,22 @@ def _read_episodes_v2(root: Path, info: dict, cameras: list[CameraFeature]) -> l
     path = root / "meta" / "episodes.jsonl"
     if not path.is_file():
         raise DatasetError(f"{path}: file not found; {info['codebase_version']} datasets list episodes there")
-    chunks_size = info.get("chunks_size") or 1000
+    chunks_size = info.get("chunks_size")
+    if chunks_size is None:
+        chunks_size = 1000  # lerobot's default; older v2.0 files may omit it
+    if not _is_int(chunks_size) or chunks_size < 1:
+        raise DatasetError(
+            f"{root / 'meta' / 'info.json'}: 'chunks_size' must be a positive integer (episodes per "
+            f"chunk folder), got {chunks_size!r}"
+        )
     video_template = _video_template(root, info, cameras)
     episodes = []
     for lineno, rec in _jsonl(path):
         index, length = rec.get("episode_index"), rec.get("length")
-        if not isinstance(index, int) or not isinstance(length, int) or length < 0:
-            raise DatasetError(f"{path}:{lineno}: expected integer 'episode_index' and 'length', got {rec}")
+        if not _is_int(index) or index < 0 or not _is_int(length) or length < 0:
+            raise DatasetError(
+                f"{path}:{lineno}: expected integers 'episode_index' >= 0 and 'length' >= 0, got {rec}"
+            )
         chunk = index // chunks_size
         data_path = format_path(
             root, info["data_path"], "data_path", episode_chunk=chunk, episode_index=index, chunk_index=chunk
@@ -323,8 +378,8 @@ def _read_episodes_v2(root: Path, info: dict, cameras: list[CameraFeature]) -> l
                 chunk_index=chunk,
             )
             videos[cam.key] = VideoSegment(vpath, 0.0, None)
-        tasks = rec.get("tasks") or []
-        episodes.append(EpisodeMeta(index, length, [str(t) for t in tasks], data_path, videos))
+        tasks = _task_list(rec.get("tasks"), f"{path}:{lineno}")
+        episodes.append(EpisodeMeta(index, length, tasks, data_path, videos))
     episodes.sort(key=lambda e: e.index)
     return episodes
 
@@ -347,14 +402,16 @@ def _read_episodes_v3(root: Path, info: dict, cameras: list[CameraFeature]) -> l
         if missing:
             raise DatasetError(f"{path}: missing episode columns {missing}")
         rows = table.select([c for c in table.column_names if not c.startswith("stats/")]).to_pylist()
-        for row in rows:
-            index = int(row["episode_index"])
+        for number, row in enumerate(rows):
+            where = f"{path}: row {number}"
+            index = _row_int(row, "episode_index", where)
+            length = _row_int(row, "length", where)
             data_path = format_path(
                 root,
                 info["data_path"],
                 "data_path",
-                chunk_index=int(row["data/chunk_index"]),
-                file_index=int(row["data/file_index"]),
+                chunk_index=_row_int(row, "data/chunk_index", where),
+                file_index=_row_int(row, "data/file_index", where),
             )
             videos = {}
             for cam in cameras:
@@ -366,24 +423,50 @@ def _read_episodes_v3(root: Path, info: dict, cameras: list[CameraFeature]) -> l
                     video_template,
                     "video_path",
                     video_key=cam.key,
-                    chunk_index=int(row[prefix + "chunk_index"]),
-                    file_index=int(row[prefix + "file_index"]),
+                    chunk_index=_row_int(row, prefix + "chunk_index", where),
+                    file_index=_row_int(row, prefix + "file_index", where),
                 )
-                to_ts = row.get(prefix + "to_timestamp")
-                videos[cam.key] = VideoSegment(
-                    vpath, float(row[prefix + "from_timestamp"]), None if to_ts is None else float(to_ts)
-                )
+                from_ts = _row_seconds(row, prefix + "from_timestamp", where)
+                to_ts = None
+                if row.get(prefix + "to_timestamp") is not None:
+                    to_ts = _row_seconds(row, prefix + "to_timestamp", where)
+                videos[cam.key] = VideoSegment(vpath, from_ts, to_ts)
             index_range = None
             if row.get("dataset_from_index") is not None and row.get("dataset_to_index") is not None:
-                index_range = (int(row["dataset_from_index"]), int(row["dataset_to_index"]))
-            tasks = row.get("tasks") or []
-            episodes.append(
-                EpisodeMeta(
-                    index, int(row["length"]), [str(t) for t in tasks], data_path, videos, index_range
+                index_range = (
+                    _row_int(row, "dataset_from_index", where),
+                    _row_int(row, "dataset_to_index", where),
                 )
-            )
+            tasks = _task_list(row.get("tasks"), where)
+            episodes.append(EpisodeMeta(index, length, tasks, data_path, videos, index_range))
     episodes.sort(key=lambda e: e.index)
     return episodes
+
+
+def _row_int(row: dict, name: str, where: str) -> int:
+    """An integer >= 0 from an episodes-table row. Nulls, NaN floats, strings and bools are refused
+    here, where the column can be named, instead of failing later as a wrong path or index."""
+    value = row.get(name)
+    if not _is_int(value) or value < 0:
+        raise DatasetError(f"{where}: '{name}' must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _row_seconds(row: dict, name: str, where: str) -> float:
+    """A finite, non-negative time in seconds from an episodes-table row."""
+    value = row.get(name)
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise DatasetError(f"{where}: '{name}' must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _task_list(tasks, where: str) -> list[str]:
+    """An episode's `tasks`: a list of strings, or absent / null (then the tasks table is used)."""
+    if tasks is None:
+        return []
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise DatasetError(f"{where}: 'tasks' must be a list of strings, got {tasks!r}")
+    return list(tasks)
 
 
 def _check_contiguous(episodes: list[EpisodeMeta], info: dict, root: Path) -> None:
@@ -398,10 +481,18 @@ def _check_contiguous(episodes: list[EpisodeMeta], info: dict, root: Path) -> No
         (dupes if i in seen else seen).add(i)
     if dupes:
         raise DatasetError(f"{where}: episode_index listed more than once: {sorted(dupes)}")
-    expected = set(range(indices[-1] + 1))
-    missing = sorted(expected - seen)
-    if missing or indices[0] != 0:
-        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+    # Sorted, unique and >= 0 here: the gaps are counted and the first 20 listed without building
+    # range(max + 1), which one corrupted episode_index like 2**31 would make billions long.
+    missing_count = indices[-1] + 1 - len(indices)
+    if missing_count:
+        missing: list[int] = []
+        expected = 0
+        for i in indices:
+            missing.extend(range(expected, min(i, expected + 20 - len(missing))))
+            if len(missing) >= 20:
+                break
+            expected = i + 1
+        shown = ", ".join(map(str, missing)) + (" ..." if missing_count > len(missing) else "")
         raise DatasetError(
             f"{where}: episode_index values are not contiguous from 0: missing {shown} "
             f"(found {len(indices)} episodes, indices {indices[0]}..{indices[-1]}; "
@@ -470,7 +561,8 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(path, columns=columns)
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: file not found") from err
-    except (pa.ArrowException, OSError) as err:
+    # UnicodeDecodeError: a damaged footer whose column names are not UTF-8.
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: cannot read parquet ({err})") from err
 
 
@@ -479,7 +571,8 @@ def open_parquet(path: Path) -> pq.ParquetFile:
         raise DatasetError(f"{path}: file not found")
     try:
         return pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as err:
+    # UnicodeDecodeError: a damaged footer whose column names are not UTF-8.
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         hint = ""
         if "magic bytes" in str(err):
             hint = " (a v3.0 dataset whose recording never reached finalize() looks like this)"

@@ -62,6 +62,10 @@ def vector_column(
                     f"{path}: column '{name}' has rows of different lengths "
                     f"({lengths.min()}..{lengths.max()})"
                 )
+        elem = arr.type.value_type
+        if not (pa.types.is_integer(elem) or pa.types.is_floating(elem)):
+            # e.g. list<list<float>>: flatten() would give arrays that numpy cannot cast to float32
+            raise DatasetError(f"{path}: column '{name}' has type {arr.type}; expected a list of numbers")
         values = arr.flatten()
         if values.null_count:
             raise DatasetError(f"{path}: column '{name}' contains null elements")
@@ -118,6 +122,33 @@ def check_finite(
     )
 
 
+def check_column_types(pf: pq.ParquetFile, path: Path, kinds: dict[str, str]) -> None:
+    """Refuse a column whose Arrow type cannot hold what it must (name -> "integer" or "number"),
+    before Arrow kernels or numpy casts meet it: a string or list `episode_index` fails inside
+    `pc.equal` with an Arrow message that names no file, a list `frame_index` inside numpy."""
+    schema = pf.schema_arrow
+    for name, kind in kinds.items():
+        if name not in schema.names:
+            continue  # missing columns are reported by the caller, with what was found
+        typ = schema.field(name).type
+        ok = pa.types.is_integer(typ) or (kind == "number" and pa.types.is_floating(typ))
+        if not ok:
+            expected = "integers" if kind == "integer" else "numbers"
+            raise DatasetError(f"{path}: column '{name}' has type {typ}; expected {expected}")
+
+
+def int_column(table: pa.Table, name: str, path: Path, episode_index: int) -> np.ndarray:
+    """An integer column (type checked by check_column_types) as int64, refusing nulls: a null
+    becomes NaN in to_numpy(), and NaN cast to int64 is an arbitrary number (and a numpy warning)."""
+    col = table.column(name)
+    if col.null_count:
+        raise DatasetError(
+            f"{path}: episode {episode_index}: column '{name}' has {col.null_count} null rows; "
+            "expected a value per row"
+        )
+    return col.to_numpy().astype(np.int64)
+
+
 def row_groups_for_episode(pf: pq.ParquetFile, episode_index: int) -> list[int]:
     """Row groups whose min/max statistics of `episode_index` can contain the episode."""
     md = pf.metadata
@@ -126,7 +157,15 @@ def row_groups_for_episode(pf: pq.ParquetFile, episode_index: int) -> list[int]:
     groups = []
     for g in range(md.num_row_groups):
         stats = md.row_group(g).column(col).statistics if col >= 0 else None
-        if stats is not None and stats.has_min_max and not (stats.min <= episode_index <= stats.max):
+        # Integer statistics only: a mistyped column (string, bytes) has min/max that do not compare
+        # with an int; its row groups are all kept and the column's type is refused by the reader.
+        if (
+            stats is not None
+            and stats.has_min_max
+            and isinstance(stats.min, int)
+            and isinstance(stats.max, int)
+            and not (stats.min <= episode_index <= stats.max)
+        ):
             continue
         groups.append(g)
     return groups
@@ -155,6 +194,8 @@ def read_episode_rows(
     if missing:
         raise DatasetError(f"{path}: missing columns {missing}; found {names}")
     columns = required + [c for c in ("task_index", velocity_key) if c and c in names]
+    kinds = dict(episode_index="integer", frame_index="integer", task_index="integer", timestamp="number")
+    check_column_types(pf, path, kinds)
     try:
         table = pf.read_row_groups(row_groups_for_episode(pf, episode_index), columns=columns)
     except (pa.ArrowException, OSError) as err:
@@ -167,11 +208,16 @@ def read_episode_rows(
             f"{path}: episode {episode_index} has {n} rows; "
             f"the episode metadata says length {expected_length}"
         )
-    frame_index = table.column("frame_index").to_numpy().astype(np.int64)
+    frame_index = int_column(table, "frame_index", path, episode_index)
     if n and not np.array_equal(frame_index, np.arange(n)):
         raise DatasetError(
             f"{path}: rows of episode {episode_index} are not frame_index 0..{n - 1} in order "
             f"(first values {frame_index[:8].tolist()})"
+        )
+    if table.column("timestamp").null_count:
+        raise DatasetError(
+            f"{path}: episode {episode_index}: column 'timestamp' has "
+            f"{table.column('timestamp').null_count} null rows; expected a value per row"
         )
     timestamp = table.column("timestamp").to_numpy().astype(np.float64)
     # Before the order check: NaN compares false, so it would pass that check and reach the
@@ -189,7 +235,7 @@ def read_episode_rows(
     if velocity_key and velocity_key in table.column_names:
         velocity = vector_column(table.column(velocity_key), velocity_key, path)
     task_index = (
-        table.column("task_index").to_numpy().astype(np.int64) if "task_index" in table.column_names else None
+        int_column(table, "task_index", path, episode_index) if "task_index" in table.column_names else None
     )
     state = vector_column(table.column(state_key), state_key, path, state_dim)
     action = vector_column(table.column(action_key), action_key, path, action_dim)
@@ -236,6 +282,10 @@ def iter_episode_images(
     pf = open_parquet(path)
     if key not in pf.schema_arrow.names:
         raise DatasetError(f"{path}: image column '{key}' not found; found {pf.schema_arrow.names}")
+    if "episode_index" not in pf.schema_arrow.names:
+        raise DatasetError(f"{path}: column 'episode_index' not found; found {pf.schema_arrow.names}")
+    check_column_types(pf, path, {"episode_index": "integer"})
+    _check_image_type(pf.schema_arrow.field(key).type, key, path)
     decoder = PngDecoder()
     row = 0  # episode-relative row of the next matching record
     block: list[np.ndarray] = []
@@ -273,6 +323,20 @@ def iter_episode_images(
         yield _stack(block, path, key)
     if row < stop:
         raise DatasetError(f"{path}: episode {episode_index} has only {row} rows of '{key}', expected {stop}")
+
+
+def _check_image_type(typ: pa.DataType, key: str, path: Path) -> None:
+    """An image column holds PNG bytes: binary, or lerobot's struct<bytes: binary, path: string>.
+    Anything else (info.json calling a numeric column an image) would reach the PNG decoder."""
+    data = typ
+    if pa.types.is_struct(typ):
+        index = typ.get_field_index("bytes")
+        data = typ.field(index).type if index >= 0 else None
+    if data is None or not (pa.types.is_binary(data) or pa.types.is_large_binary(data)):
+        raise DatasetError(
+            f"{path}: column '{key}' (dtype image in info.json) has type {typ}; expected PNG bytes "
+            "(binary or struct<bytes: binary, path: string>)"
+        )
 
 
 def _stack(frames: list[np.ndarray], path: Path, key: str) -> np.ndarray:

@@ -18,6 +18,7 @@ order) and HEVC: nothing here depends on the codec.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,10 @@ import av
 import numpy as np
 
 from lerobot_bridge.errors import DatasetError
+
+# What av.open raises for a damaged file: FFmpeg's errors, and UnicodeDecodeError when PyAV decodes
+# container metadata (tags, format names) from bytes that are not UTF-8.
+OPEN_ERRORS = (av.FFmpegError, UnicodeDecodeError)
 
 
 def probe_size(path: Path) -> tuple[int, int]:
@@ -37,7 +42,7 @@ def probe_size(path: Path) -> tuple[int, int]:
                 raise DatasetError(f"{path}: no video stream")
             ctx = container.streams.video[0].codec_context
             height, width = int(ctx.height), int(ctx.width)
-    except av.FFmpegError as err:
+    except OPEN_ERRORS as err:
         raise DatasetError(f"{path}: cannot open video ({err})") from err
     if height <= 0 or width <= 0:
         raise DatasetError(f"{path}: video stream has no frame size in its header ({height}x{width})")
@@ -75,7 +80,7 @@ class SegmentReader:
             raise DatasetError(f"{self.path}: video file not found")
         try:
             container = av.open(str(self.path))
-        except av.FFmpegError as err:
+        except OPEN_ERRORS as err:
             raise DatasetError(f"{self.path}: cannot open video ({err})") from err
         if not container.streams.video:
             container.close()
@@ -84,6 +89,19 @@ class SegmentReader:
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = self.thread_count
         return container, stream
+
+    def _ticks(self, seconds: float, stream) -> int:
+        """`seconds` in the stream's time base; a time that does not fit FFmpeg's int64 timestamps
+        (a corrupted from_timestamp such as 1e30) is refused, not left to OverflowError in seek."""
+        if stream.time_base is None or stream.time_base <= 0:
+            raise DatasetError(f"{self.path}: video stream has no time base; cannot seek")
+        ticks = seconds / stream.time_base
+        if not math.isfinite(ticks) or abs(ticks) >= 2**62:
+            raise DatasetError(
+                f"{self.path}: cannot seek to {seconds:g} s, far beyond any video (check the episode's "
+                "from_timestamp in the episodes table)"
+            )
+        return int(ticks)
 
     def _frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
         """(time, frame) from the keyframe at or before the first row to past the last row."""
@@ -94,9 +112,7 @@ class SegmentReader:
             try:
                 if attempt == "seek" and first > 0:
                     # backward=True: land on the keyframe at or before `first`; PyAV flushes the decoder.
-                    container.seek(
-                        int(first / stream.time_base), stream=stream, backward=True, any_frame=False
-                    )
+                    container.seek(self._ticks(first, stream), stream=stream, backward=True, any_frame=False)
                 started = False
                 for frame in container.decode(stream):
                     if frame.pts is None:

@@ -83,6 +83,80 @@ def _gap_v30(root: Path) -> None:
     pq.write_table(table.filter(pc.not_equal(table.column("episode_index"), 2)), path)
 
 
+# Damage of the kinds tests/test_fuzz_inputs.py found escaping as tracebacks (one per class).
+
+V30_EPISODES = "meta/episodes/chunk-000/file-000.parquet"
+
+
+def _edit_feature(key: str, **changes) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        info = _info(root)
+        info["features"][key].update(changes)
+        _set_info(root, info)
+
+    return edit
+
+
+def _set_feature(key: str, value) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        info = _info(root)
+        info["features"][key] = value
+        _set_info(root, info)
+
+    return edit
+
+
+def _set_column(rel: str, name: str, values: list, typ: pa.DataType) -> Callable[[Path], None]:
+    """Rewrite one column of a parquet table of the fixture copy."""
+
+    def edit(root: Path) -> None:
+        path = root / rel
+        table = pq.read_table(path)
+        table = table.set_column(table.column_names.index(name), pa.field(name, typ), pa.array(values, typ))
+        pq.write_table(table, path)
+
+    return edit
+
+
+def _with_row(rel: str, name: str, row: int, value) -> Callable[[Path], None]:
+    """Set one value of a parquet column, keeping the column's type (None for a null)."""
+
+    def edit(root: Path) -> None:
+        table = pq.read_table(root / rel)
+        values = table.column(name).to_pylist()
+        values[row] = value
+        _set_column(rel, name, values, table.schema.field(name).type)(root)
+
+    return edit
+
+
+def _as_strings(rel: str, name: str) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        values = pq.read_table(root / rel).column(name).to_pylist()
+        _set_column(rel, name, [str(v) for v in values], pa.string())(root)
+
+    return edit
+
+
+def _non_utf8_line(root: Path) -> None:
+    path = root / "meta/episodes.jsonl"
+    lines = path.read_bytes().splitlines()
+    lines[1] = lines[1].replace(b"Grasp", b"Gr\xffsp")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def _non_utf8_column_name(root: Path) -> None:
+    """Every raw copy of a column name in the footer made invalid UTF-8 (a damaged footer)."""
+    path = root / "data/chunk-000/file-000.parquet"
+    path.write_bytes(path.read_bytes().replace(b"frame_index", b"\xfframe_index"))
+
+
+def _non_utf8_mp4_tag(root: Path) -> None:
+    """The encoder tag of the mp4 header ("Lavf...") made invalid UTF-8."""
+    path = root / "videos/observation.images.front/chunk-000/file-000.mp4"
+    path.write_bytes(path.read_bytes().replace(b"Lavf", b"L\xffvf", 1))
+
+
 # name: (fixture, damage, extra CLI args, fragments the message must contain)
 CASES: dict[str, tuple[str, Callable[[Path], None] | None, list[str], list[str]]] = {
     "missing_root": (
@@ -207,6 +281,94 @@ CASES: dict[str, tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         None,
         ["--camera_names", "cam", "cam"],
         ["camera names must be unique", "available camera keys"],
+    ),
+    # --- found by the fuzz test: damage that used to escape as a traceback ---
+    "feature_not_object": (
+        "so100_v21_video",
+        _set_feature("action", None),
+        [],
+        ["meta/info.json: features['action'] must be an object with dtype/shape, got null"],
+    ),
+    "camera_shape_not_integers": (
+        "so100_v30_video",
+        _edit_feature("observation.images.front", shape=["a", "b", "c"]),
+        [],
+        ["meta/info.json: features['observation.images.front'].shape must be three positive integers"],
+    ),
+    "chunks_size_string": (
+        "so100_v21_video",
+        _edit_info(chunks_size="1000"),
+        [],
+        ["meta/info.json: 'chunks_size' must be a positive integer", "got '1000'"],
+    ),
+    "data_path_subscript": (
+        "so100_v21_video",
+        _edit_info(data_path="data/{episode_index[0]}.parquet"),
+        [],
+        ["meta/info.json: cannot format 'data_path' template", "TypeError"],
+    ),
+    "fps_nan": (
+        "so100_v30_video",
+        _edit_info(fps=float("nan")),
+        [],
+        ["meta/info.json: 'fps' must be a finite positive number, got nan"],
+    ),
+    "v30_episode_length_null": (
+        "so100_v30_video",
+        _with_row(V30_EPISODES, "length", 1, None),
+        [],
+        ["meta/episodes/chunk-000/file-000.parquet: row 1: 'length' must be an integer >= 0, got None"],
+    ),
+    "v30_task_index_null": (
+        "so100_v30_video",
+        _with_row("meta/tasks.parquet", "task_index", 1, None),
+        [],
+        ["meta/tasks.parquet: row 1: 'task_index' must be an integer >= 0, got None"],
+    ),
+    "jsonl_not_utf8": (
+        "so100_v21_video",
+        _non_utf8_line,
+        [],
+        ["meta/episodes.jsonl:2: not valid UTF-8"],
+    ),
+    "parquet_column_name_not_utf8": (
+        "so100_v30_video",
+        _non_utf8_column_name,
+        [],
+        ["data/chunk-000/file-000.parquet: not a readable parquet file"],
+    ),
+    "data_episode_index_strings": (
+        "so100_v30_video",
+        _as_strings("data/chunk-000/file-000.parquet", "episode_index"),
+        [],
+        ["data/chunk-000/file-000.parquet: column 'episode_index' has type string; expected integers"],
+    ),
+    "from_timestamp_huge": (
+        "so100_v30_video",
+        _with_row(V30_EPISODES, "videos/observation.images.front/from_timestamp", 1, 1e30),
+        [],
+        ["episode 1: ", "file-000.mp4: cannot seek to 1e+30 s", "from_timestamp"],
+    ),
+    "image_dtype_on_numeric_column": (
+        "so100_v30_image",
+        _edit_feature("timestamp", dtype="image"),
+        [],
+        [
+            "data/chunk-000/file-000.parquet: column 'timestamp' (dtype image in info.json) has type float",
+            "expected PNG bytes",
+        ],
+    ),
+    "mp4_tag_not_utf8": (
+        "so100_v30_video",
+        _non_utf8_mp4_tag,
+        [],
+        ["videos/observation.images.front/chunk-000/file-000.mp4: cannot open video"],
+    ),
+    "frame_index_null": (
+        "so100_v30_video",
+        _with_row("data/chunk-000/file-000.parquet", "frame_index", 3, None),
+        [],
+        ["data/chunk-000/file-000.parquet: episode 0: column 'frame_index' has 1 null rows"],
     ),
 }
 
