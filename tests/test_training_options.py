@@ -103,7 +103,8 @@ def test_fine_tuning_starts_from_the_given_run_and_a_mismatch_is_refused_before_
     rc = cli.main([*tiny_run(fixtures_dir / "so100_v21_video", third), "--init_from", str(run_a),
                    "--chunk_size", "20"])
     err = capsys.readouterr().err
-    assert rc == 2 and "model.query_embed.weight has shape (10, 64) there and (20, 64) in this model" in err
+    # the first mismatch: the CVAE encoder's sinusoid table, one row per action + [CLS] + qpos
+    assert rc == 2 and "model.pos_table has shape (1, 12, 64) there and (1, 22, 64) in this model" in err
     assert not list((third / "checkpoints").glob("*/policy_*.ckpt"))  # refused before training
 
 
