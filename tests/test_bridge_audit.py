@@ -584,6 +584,7 @@ def test_worker_watchdog_alone_ends_an_orphaned_worker(tmp_path):
         "import os, threading, time\n"
         "from lerobot_bridge.convert import _watch_parent\n"
         "threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()\n"
+        "print('ready', flush=True)\n"  # shares the parent's stdout
         "time.sleep(60)\n"
     )
     parent_code = (
@@ -602,7 +603,7 @@ def test_worker_watchdog_alone_ends_an_orphaned_worker(tmp_path):
     )
     child = int(parent.stdout.readline())
     try:
-        time.sleep(1.0)  # the child's watchdog is running
+        assert parent.stdout.readline().strip() == "ready"  # the child's watchdog is running
         assert _alive(child)
         parent.kill()
         parent.wait(timeout=10)
