@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "--warmup_steps of linear warm-up. A resumed run continues the same curve")
     ours.add_argument("--warmup_steps", type=int, default=0,
                       help="optimizer steps of linear learning-rate warm-up (0 = none)")
+    ours.add_argument("--augment", action="store_true",
+                      help="image augmentation on the device while training (random resized crop keeping "
+                      ">= 90%% of the area, brightness/contrast +-20%%, saturation +-50%%); off as upstream")
     ours.add_argument("--init_from", default=None,
                       help="fine-tune: start from a trained policy, a run directory (its policy_best.ckpt) "
                       "or a .ckpt file; shapes must match this dataset's model (stats come from this data)")

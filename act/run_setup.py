@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from act.augment import AugmentConfig
 from act.distributed import (
     LauncherEnv,
     LaunchPlan,
@@ -584,7 +585,7 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv
         num_workers=resolve_num_workers(args.num_workers, plan), backbone_weights=args.backbone_weights,
         resume=resume, notes=notes, gpu_ids=list(plan.gpu_ids), val_samples=max(1, args.val_samples),
         lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, init_from=args.init_from,
-        tensorboard=args.tensorboard, wandb_project=args.wandb_project,
+        tensorboard=args.tensorboard, wandb_project=args.wandb_project, augment=args.augment,
     )
     data = prep.__dict__ | {"defining_args": defining_args(args), "global_batch": global_batch,
                             "dataset_fingerprint": result.fingerprint}
@@ -607,6 +608,7 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv
               "log_interval_steps": log_interval,
               "dataloader_workers_per_rank": prep.num_workers},
         resumed=resume,
+        augmentation=AugmentConfig().to_dict() if args.augment else None,
         schedule={"lr_schedule": args.lr_schedule, "warmup_steps": args.warmup_steps,
                   "learning_rate": args.learning_rate, "lr_backbone": args.lr_backbone},
         init_from=({"path": args.init_from, "sha256": sha256_file(args.init_from)}

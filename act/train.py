@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from act.augment import AugmentConfig, augment_images, step_generator
 from act.checkpoint import atomic_torch_save
 from act.config import ACTConfig
 from act.data import (
@@ -92,6 +93,7 @@ class PreparedRun:
     init_from: str | None = None  # a checkpoint to fine-tune from (never on resume)
     tensorboard: bool = False
     wandb_project: str | None = None
+    augment: bool = False  # act.augment on training batches
 
     @property
     def global_batch(self) -> int:
@@ -553,6 +555,9 @@ def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * factor
         b = to_device(batch, device)
+        if prep.augment:
+            b["images"] = augment_images(b["images"], AugmentConfig(),
+                                         step_generator(device, prep.seed, ctx.rank, global_step))
         with autocast():
             out = model(b["qpos"], b["images"], b["action"], b["is_pad"])
         optimizer.zero_grad(set_to_none=True)

@@ -112,3 +112,33 @@ def test_a_missing_init_checkpoint_is_a_usage_error_before_conversion(tmp_path, 
     rc = cli.main([*tiny_run(fixtures_dir / "so100_v30_video", tmp_path / "o"), "--init_from",
                    str(tmp_path / "nowhere")])
     assert rc == 2 and "--init_from" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_augmentation_is_the_documented_transform_and_a_function_of_the_step():
+    from act.augment import AugmentConfig, augment_images, step_generator
+
+    cpu = torch.device("cpu")
+    images = torch.randint(0, 256, (4, 2, 3, 24, 32), dtype=torch.uint8)
+    # Identity settings (no crop, no jitter) give the image back, as floats in 0..1.
+    same = augment_images(images, AugmentConfig(1.0, 0.0, 0.0, 0.0), step_generator(cpu, 0, 0, 0))
+    torch.testing.assert_close(same, images.float() / 255, rtol=0, atol=1e-5)
+    # Brightness alone scales every pixel by one factor per image, within the documented range.
+    bright = augment_images(torch.full((8, 1, 3, 4, 4), 100, dtype=torch.uint8),
+                            AugmentConfig(1.0, 0.2, 0.0, 0.0), step_generator(cpu, 0, 0, 0))
+    factors = bright[:, 0, 0, 0, 0] / (100 / 255)
+    assert torch.all((factors >= 0.8 - 1e-6) & (factors <= 1.2 + 1e-6)) and factors.std() > 0.01
+    assert torch.allclose(bright, bright[:, :, :1, :1, :1].expand_as(bright))  # uniform per image
+    # The default transform changes the images, stays in range, and repeats for the same step only.
+    a = augment_images(images, AugmentConfig(), step_generator(cpu, 42, 0, 7))
+    b = augment_images(images, AugmentConfig(), step_generator(cpu, 42, 0, 7))
+    c = augment_images(images, AugmentConfig(), step_generator(cpu, 42, 0, 8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1 and (a - images.float() / 255).abs().mean() > 0.01
+
+
+def test_augment_flag_trains_and_is_recorded(tmp_path, fixtures_dir):
+    out = tmp_path / "out"
+    assert cli.main([*tiny_run(fixtures_dir / "so100_v30_video", out), "--augment", "--num_epochs", "1"]) == 0
+    m = manifest(out)
+    assert m["augmentation"] == {"crop_scale": 0.9, "brightness": 0.2, "contrast": 0.2, "saturation": 0.5}
+    assert m["arguments"]["augment"] is True and m["status"] == "completed"
