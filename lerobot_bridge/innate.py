@@ -85,6 +85,7 @@ from lerobot_bridge.convert import (
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.parquet_io import first_non_finite
+from lerobot_bridge.selection import select_episodes
 from lerobot_bridge.types import ConversionResult, EpisodeReport
 
 # Training Manager / Innate trainer hyperparameter names -> our CLI's names. Innate's
@@ -535,6 +536,8 @@ def _plan(
     camera_names: list[str] | None = None,
     color_order: str | None = "auto",
     image_size: tuple[int, int] | None = None,
+    episodes: list[int] | None = None,
+    exclude_episodes: list[int] | None = None,
 ) -> _Plan:
     """Check the input and decide what to convert; the arguments are convert_innate's."""
     check_conversion_options(episode_len, max_episodes, idle_threshold)
@@ -556,6 +559,9 @@ def _plan(
     failed = _failed_episode_indices(meta_path, meta)
     skipped = sorted(i for i, _ in files if i in failed) if not include_failures else []
     selected = [(i, p) for i, p in files if include_failures or i not in failed]
+    if episodes is not None or exclude_episodes is not None:
+        keep = set(select_episodes([i for i, _ in files], episodes, exclude_episodes, str(root)))
+        selected = [(i, p) for i, p in selected if i in keep]
     warnings: list[str] = []
     if max_episodes > len(selected):
         warnings.append(
@@ -641,6 +647,8 @@ def _plan(
         camera_names=camera_names,
         color_order=color_order,
         image_size=list(image_size) if image_size else None,
+        episodes=list(episodes) if episodes is not None else None,
+        exclude_episodes=list(exclude_episodes) if exclude_episodes is not None else None,
     )
     return _Plan(
         root=root,
@@ -679,6 +687,8 @@ def convert_innate(
     camera_names: list[str] | None = None,
     color_order: str | None = "auto",
     image_size: tuple[int, int] | None = None,
+    episodes: list[int] | None = None,
+    exclude_episodes: list[int] | None = None,
     progress: bool | None = None,
 ) -> ConversionResult:
     """Convert an Innate skill directory or a folder of upstream-ACT episodes.
@@ -691,6 +701,8 @@ def convert_innate(
         recorder "observations" layout BGR, documented "top_level" layout RGB, plain upstream-ACT
         folders RGB); "rgb" / "bgr" force one order. The output is always RGB.
     image_size: (height, width) to resize every frame to (area averaging); None keeps it.
+    episodes / exclude_episodes: source episode indices to keep / drop (lerobot_bridge.selection),
+        applied before max_episodes.
     progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
     """
     t0 = time.perf_counter()
@@ -705,6 +717,8 @@ def convert_innate(
         camera_names=camera_names,
         color_order=color_order,
         image_size=image_size,
+        episodes=episodes,
+        exclude_episodes=exclude_episodes,
     )
     root, kind, color_by_layout = plan.root, plan.kind, plan.color_by_layout
     meta_path, meta, skipped = plan.meta_path, plan.meta, plan.skipped
