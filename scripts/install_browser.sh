@@ -5,6 +5,10 @@
 set -euo pipefail
 
 PLAYWRIGHT_VERSION=1.65.2
+cd "$(dirname "$0")/.."
+# The project's venv (scripts/setup.sh) when there is one, as scripts/test.sh runs the tests with it.
+py=${PYTHON:-python3}
+[[ -z ${PYTHON:-} && -x .venv/bin/python ]] && py=.venv/bin/python
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
 
@@ -16,8 +20,8 @@ else
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends chromium
 fi
 
-if python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('playwright') != '${PLAYWRIGHT_VERSION}')" 2>/dev/null; then
+if "$py" -c "import importlib.metadata as m, sys; sys.exit(m.version('playwright') != '${PLAYWRIGHT_VERSION}')" 2>/dev/null; then
     echo "[install_browser] playwright ${PLAYWRIGHT_VERSION} present"
 else
-    python3 -m pip install "playwright==${PLAYWRIGHT_VERSION}"
+    "$py" -m pip install --quiet "playwright==${PLAYWRIGHT_VERSION}"
 fi

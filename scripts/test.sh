@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install_browser.sh  # Debian's chromium + Playwright, for the Training Manager's browser test
 py=.venv/bin/python
 "$py" -m ruff check .
 "$py" -m pytest -q "$@"
