@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="trim idle frames at episode start/end (max abs action change below this); "
                         "0 = off")
     bridge.add_argument("--max_episodes", type=int, default=0, help="use the first N episodes (0 = all)")
+    bridge.add_argument("--episodes", default=None,
+                        help="source episode indices to use, e.g. 0-9,12,20-24 (default: all); applied "
+                        "before --max_episodes")
+    bridge.add_argument("--exclude_episodes", default=None,
+                        help="source episode indices to leave out, e.g. 3,17 or 40-49")
     bridge.add_argument("--convert_workers", type=int, default=0,
                         help="conversion processes (0 = one per CPU)")
     bridge.add_argument("--color_order", default="auto", choices=("auto", "rgb", "bgr"),

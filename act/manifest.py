@@ -17,7 +17,7 @@ from typing import Any
 
 from lerobot_bridge.atomic_io import atomic_write_text
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "prepared", "completed", "failed", "interrupted")  # prepared: --prepare_only
 
 
 def now_iso() -> str:

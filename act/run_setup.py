@@ -123,6 +123,13 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int,
         raise UsageError(f"--backbone_weights {weights}: no such file (expected torchvision's "
                          "resnet18-f37072fd.pth, or 'none' for a random-init backbone)")
     check_paths_apart(Path(args.input_dir), Path(args.output_dir))
+    from lerobot_bridge.selection import parse_episode_spec
+
+    try:
+        args.episodes = parse_episode_spec(args.episodes, "--episodes")
+        args.exclude_episodes = parse_episode_spec(args.exclude_episodes, "--exclude_episodes")
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     if args.warmup_steps < 0:
         raise UsageError(f"--warmup_steps must be >= 0 (got {args.warmup_steps})")
     if args.init_from is not None:
@@ -233,6 +240,8 @@ def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
     options = {"episode_len": args.episode_len, "idle_threshold": args.idle_threshold,
                "max_episodes": args.max_episodes, "camera_keys": args.camera_keys,
                "camera_names": args.camera_names}
+    if args.episodes is not None or args.exclude_episodes is not None:
+        options.update(episodes=args.episodes, exclude_episodes=args.exclude_episodes)
     if kind == "lerobot":
         if args.color_order != "auto" or args.image_size:
             raise UsageError(f"{input_dir} is a LeRobot dataset: --color_order and --image_size apply to "

@@ -17,6 +17,7 @@ from pathlib import Path
 from lerobot_bridge.convert import convert_dataset
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.innate import COLOR_ORDERS, convert_innate, detect_input_kind
+from lerobot_bridge.selection import parse_episode_spec
 from lerobot_bridge.types import ConversionResult
 
 
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="trim idle runs at both ends where actions change by less than this (0 disables)",
     )
     p.add_argument("--max_episodes", type=int, default=0, help="0 = all, else the first N by episode_index")
+    p.add_argument("--episodes", default=None, help="source episode indices to convert, e.g. 0-9,12 (all)")
+    p.add_argument("--exclude_episodes", default=None, help="source episode indices to leave out, e.g. 3,17")
     p.add_argument(
         "--convert_workers",
         type=int,
@@ -94,6 +97,13 @@ def convert(args: argparse.Namespace) -> ConversionResult:
         idle_threshold=args.idle_threshold,
         max_episodes=args.max_episodes,
     )
+    try:
+        selection = {"episodes": parse_episode_spec(args.episodes, "--episodes"),
+                     "exclude_episodes": parse_episode_spec(args.exclude_episodes, "--exclude_episodes")}
+    except ValueError as e:
+        raise DatasetError(str(e)) from e
+    if any(v is not None for v in selection.values()):
+        options.update(selection)
     kind = _input_kind(args.input_dir)
     if kind == "lerobot":
         if args.color_order != "auto":  # silently ignoring it would hide a mistaken input folder

@@ -46,6 +46,7 @@ from lerobot_bridge.parquet_io import (
     read_episode_rows,
     row_groups_for_episode,
 )
+from lerobot_bridge.selection import select_episodes
 from lerobot_bridge.types import ConversionResult, EpisodeReport
 from lerobot_bridge.video import SegmentReader, probe_size
 
@@ -518,6 +519,8 @@ def _plan(
     storage: str = "raw",
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     image_size: str | tuple[int, int] | list[int] | None = None,
+    episodes: list[int] | None = None,
+    exclude_episodes: list[int] | None = None,
 ) -> _Plan:
     """Open and check the dataset, its files and its cameras' frame sizes."""
     check_conversion_options(episode_len, max_episodes, idle_threshold)
@@ -530,7 +533,13 @@ def _plan(
             f"max_episodes={max_episodes} but {dataset.root} has {len(dataset.episodes)} episodes; "
             f"using all {len(dataset.episodes)}"
         )
-    episodes = dataset.episodes[:max_episodes] if max_episodes else dataset.episodes
+    selection = None if episodes is None and exclude_episodes is None else [episodes, exclude_episodes]
+    chosen = dataset.episodes
+    if selection is not None:
+        keep = set(select_episodes([ep.index for ep in dataset.episodes], episodes, exclude_episodes,
+                                   str(dataset.root)))
+        chosen = [ep for ep in dataset.episodes if ep.index in keep]
+    episodes = chosen[:max_episodes] if max_episodes else chosen
     _check_files(dataset, episodes, cameras)
     shapes = _frame_shapes(dataset, episodes, cameras, warnings)
     fps_warning = _fps_warning(dataset, episodes[0])
@@ -542,6 +551,8 @@ def _plan(
         "episode_len": episode_len,
         "idle_threshold": float(idle_threshold),  # 0 and 0.0 must fingerprint alike
         "max_episodes": max_episodes,
+        # only when given, so the fingerprints of earlier conversions stay valid
+        **({"selection": selection} if selection is not None else {}),
         **frame_options,
     }
     return _Plan(dataset, cameras, episodes, options, shapes, warnings)
@@ -647,6 +658,8 @@ def convert_dataset(
     storage: str = "raw",
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     image_size: str | tuple[int, int] | list[int] | None = None,
+    episodes: list[int] | None = None,
+    exclude_episodes: list[int] | None = None,
     workers: int = 0,
     progress: bool | None = None,
 ) -> ConversionResult:
@@ -654,7 +667,8 @@ def convert_dataset(
 
     episode_len: 0 keeps each episode's length; N truncates to N or pads by repeating the last frame.
     idle_threshold: trim idle runs at both ends (max abs action change below it); 0 disables.
-    max_episodes: 0 = all, else the first N by episode_index.
+    max_episodes: 0 = all, else the first N by episode_index (of the selected ones).
+    episodes / exclude_episodes: source episode indices to keep / drop (lerobot_bridge.selection).
     storage: "raw" stores (T, H, W, 3) uint8 frames (upstream ACT's layout, 3 bytes a pixel);
         "jpeg" stores ALOHA's compressed layout (attr compress=True, padded JPEG rows, /compress_len)
         that act-plus-plus reads, at `jpeg_quality` (libjpeg scale, 1..100), decoded by the loader.
@@ -680,6 +694,8 @@ def convert_dataset(
         storage=storage,
         jpeg_quality=jpeg_quality,
         image_size=image_size,
+        episodes=episodes,
+        exclude_episodes=exclude_episodes,
     )
     dataset, cameras, episodes, options = plan.dataset, plan.cameras, plan.episodes, plan.options
     for message in plan.warnings:

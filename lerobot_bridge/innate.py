@@ -559,7 +559,8 @@ def _plan(
     failed = _failed_episode_indices(meta_path, meta)
     skipped = sorted(i for i, _ in files if i in failed) if not include_failures else []
     selected = [(i, p) for i, p in files if include_failures or i not in failed]
-    if episodes is not None or exclude_episodes is not None:
+    selection = None if episodes is None and exclude_episodes is None else [episodes, exclude_episodes]
+    if selection is not None:
         keep = set(select_episodes([i for i, _ in files], episodes, exclude_episodes, str(root)))
         selected = [(i, p) for i, p in selected if i in keep]
     warnings: list[str] = []
@@ -647,9 +648,9 @@ def _plan(
         camera_names=camera_names,
         color_order=color_order,
         image_size=list(image_size) if image_size else None,
-        episodes=list(episodes) if episodes is not None else None,
-        exclude_episodes=list(exclude_episodes) if exclude_episodes is not None else None,
     )
+    if selection is not None:  # only when given, so earlier conversions' fingerprints stay valid
+        options["selection"] = selection
     return _Plan(
         root=root,
         kind=kind,

@@ -194,3 +194,19 @@ def test_gpus_that_contradict_the_launcher_are_a_usage_error(tmp_path, fixtures_
     proc = subprocess.run([sys.executable, str(CLI), *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "--gpus 0,1 contradicts the launcher" in proc.stderr
+
+
+def test_prepare_only_then_the_training_command_reuses_the_conversion(tmp_path, fixtures_dir):
+    """A SLURM pre-step / Kubernetes init container: --prepare_only converts and exits; the
+    training command (here one process) starts from that conversion instead of converting again."""
+    out = tmp_path / "out"
+    args = [*common(fixtures_dir / "so100_v30_video", out), "--batch_size", "4", "--gpus", "cpu"]
+    first = run_cli([*args, "--prepare_only"])
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "converting 5 episodes" in first.stdout
+    assert json.loads((out / "manifest.json").read_text())["status"] == "prepared"
+    assert not list(out.glob("checkpoints/*/policy_*.ckpt"))
+    second = run_cli(args)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "reusing the conversion" in second.stdout and "converting 5 episodes" not in second.stdout
+    assert json.loads((out / "manifest.json").read_text())["status"] == "completed"
