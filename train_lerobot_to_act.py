@@ -50,7 +50,7 @@ from act.run_setup import (  # noqa: F401 - untrained_hold_note, convert_input: 
     untrained_hold_note,
     validate_args,
 )
-from lerobot_bridge.errors import DatasetError
+from lerobot_bridge import DatasetError
 
 log = logging.getLogger("train_act")
 

@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 CODE_BLOCK_W, CODE_BLOCK_H = 8, 6
-os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration at info level
 
 
 @functools.lru_cache(maxsize=4)
@@ -69,6 +68,7 @@ def encode_video(
 ) -> None:
     """Encode an iterable of (H, W, 3) RGB frames; frames whose index is in `skip` are left out
     (their pts stay unused, the way a recorder drops a frame)."""
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration at info level
     path.parent.mkdir(parents=True, exist_ok=True)
     skip = skip or set()
     with av.open(str(path), "w") as container:
