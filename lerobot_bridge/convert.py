@@ -708,7 +708,7 @@ def convert_dataset(
     n_workers = workers or cpus
     n_workers = max(1, min(n_workers, len(episodes)))
     # One worker: FFmpeg's own choice (0). Several: split the CPUs, or every worker's decoder
-    # starts cpus+1 threads and they oversubscribe the machine (FORMATS 1.4).
+    # starts cpus+1 threads and they oversubscribe the machine (docs/FORMATS.md 1.4).
     threads = 0 if n_workers == 1 else max(1, cpus // n_workers)
     dtypes = {c.key: c.dtype for c in dataset.cameras}
     velocity_key = VELOCITY_KEY if dataset.has_velocity else None

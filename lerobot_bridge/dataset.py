@@ -3,7 +3,7 @@ episodes, tasks and the files that hold each episode.
 
 Nothing here reads frames or data rows; it validates the metadata up front so a bad dataset
 fails before anything is written, with a message that names the file and what was expected.
-Facts: FORMATS.md section 1.
+Facts: docs/FORMATS.md section 1.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def _vector_dim(feat: dict, key: str, root: Path) -> int:
 
 
 def flatten_names(names) -> list[str] | None:
-    """`names` may be a flat list, a dict like {"motors": [...]} or null (FORMATS 1.1)."""
+    """`names` may be a flat list, a dict like {"motors": [...]} or null (docs/FORMATS.md 1.1)."""
     if isinstance(names, list) and all(isinstance(n, str) for n in names):
         return list(names)
     if isinstance(names, dict):

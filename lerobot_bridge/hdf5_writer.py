@@ -1,6 +1,6 @@
 """Write one upstream-ACT episode HDF5 file, streaming and atomically.
 
-Layout (tonyzhaozh/act, FORMATS 2.1):
+Layout (tonyzhaozh/act, docs/FORMATS.md 2.1):
     /observations/qpos            (T, D) float32
     /observations/qvel            (T, D) float32   (upstream reads it; zeros when unknown)
     /observations/images/<cam>    (T, H, W, 3) uint8 RGB, chunked one frame per chunk

@@ -47,7 +47,7 @@ frames of 480x640 per camera, ~1.6 GB each, so nothing holds a whole camera in m
 - Episodes whose entry in `data/dataset_metadata.json` says they failed are skipped unless
   `include_failures=True`. The recorder code we could read (`src/task_manager.cpp`,
   `TaskManager::add_episode`) writes `episode_id`, `file_name`, `start_timestamp`,
-  `end_timestamp` and no outcome; FORMATS.md section 3 names a per-episode `outcome`. We accept
+  `end_timestamp` and no outcome; docs/FORMATS.md section 3 names a per-episode `outcome`. We accept
   `outcome` / `status` / `result` strings ("failure", "failed", "fail", "unsuccessful") and
   `success: false`; this could not be checked against a real Innate recording.
 - `episode_len`, `idle_threshold` (the bridge's `idle_range`), `max_episodes`, `camera_keys`,
@@ -57,7 +57,7 @@ frames of 480x640 per camera, ~1.6 GB each, so nothing holds a whole camera in m
   frames resized with OpenCV INTER_AREA; the ones written here are the same box filter, not
   checked byte-for-byte against OpenCV, which is not a dependency).
 
-Output: `episode_{i}.hdf5` in upstream ACT's layout (FORMATS.md 2.1), attr `sim=True` (the
+Output: `episode_{i}.hdf5` in upstream ACT's layout (docs/FORMATS.md 2.1), attr `sim=True` (the
 recorder pairs each observation with the command of the same tick), written by the bridge's
 `EpisodeWriter` (temporary name, renamed when complete).
 """
@@ -90,7 +90,7 @@ from lerobot_bridge.types import ConversionResult, EpisodeReport
 
 # Training Manager / Innate trainer hyperparameter names -> our CLI's names. Innate's
 # Training Manager lists LEARNING_RATE, LEARNING_RATE_BACKBONE, BATCH_SIZE, MAX_STEPS,
-# CHUNK_SIZE, NUM_WORKERS, WORLD_SIZE (FORMATS.md 3); innate-inc/ACT
+# CHUNK_SIZE, NUM_WORKERS, WORLD_SIZE (docs/FORMATS.md 3); innate-inc/ACT
 # `act_test/train_innate_dist.py` spells them --learning_rate, --learning_rate_backbone,
 # --batch_size, --max_steps, --chunk_size, --num_workers. Only names that map cleanly are
 # here; `rewrite_innate_args` applies them (and the extra flag a mapping needs).

@@ -42,7 +42,7 @@ def vector_column(
 
     Accepts `fixed_size_list<float>[D]` (written through `datasets`) and `list<float>`
     (datasets converted from v2.1); the flatten/reshape path is zero-copy-ish and ~100x
-    faster than `to_pylist` (FORMATS 1.3). Shape-[1] features may be plain scalar columns.
+    faster than `to_pylist` (docs/FORMATS.md 1.3). Shape-[1] features may be plain scalar columns.
     """
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     n = len(arr)

@@ -3,7 +3,7 @@
 Why not LeRobot's way (open + seek + decode one frame per sample, 1e-4 s tolerance): random
 access costs ~6 ms a frame and the strict tolerance fails on wall-clock timestamps and dropped
 frames. Here a segment is decoded sequentially from the keyframe at or before its start, and
-each row gets the decoded frame nearest in time (FORMATS 1.4):
+each row gets the decoded frame nearest in time (docs/FORMATS.md 1.4):
 
 - row r of an episode wants the frame at `from_timestamp + timestamp[r]` (v3.0 files hold many
   episodes back to back; v2.x files start each episode at 0);

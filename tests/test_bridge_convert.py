@@ -234,7 +234,7 @@ def test_spawn_workers_match_in_process(fixtures_dir, converted, tmp_path):
 
 
 def test_format_variants_v20_float_fps_chw_dict_names_velocity(fixtures_dir, tmp_path):
-    """What other writers produce (FORMATS 1.1-1.3): codebase v2.0, fps as a float, channel-first
+    """What other writers produce (docs/FORMATS.md 1.1-1.3): codebase v2.0, fps as a float, channel-first
     camera shape, `names` as a dict, unknown info keys, and an observation.velocity column."""
     import shutil
 

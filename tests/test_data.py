@@ -29,7 +29,7 @@ CAMS = ["top", "wrist"]
 
 
 def write_episode(path: Path, length: int, seed: int, h: int = 8, w: int = 12, dims=(3, 2)) -> dict:
-    """An upstream-ACT episode (FORMATS 2.1) whose every value encodes (episode seed, t)."""
+    """An upstream-ACT episode (docs/FORMATS.md 2.1) whose every value encodes (episode seed, t)."""
     d, a = dims
     t = np.arange(length, dtype=np.float32)[:, None]
     qpos = seed * 100 + t + np.arange(d, dtype=np.float32) / 10  # (T, D)
