@@ -370,6 +370,9 @@ def check_conversion_options(episode_len: int, max_episodes: int, idle_threshold
         )
 
 
+RAW_SOURCE_SIZE = {"storage": "raw", "jpeg_quality": None, "image_size": None}
+
+
 def storage_options(
     storage: str, jpeg_quality: int, image_size: str | tuple[int, int] | list[int] | None
 ) -> dict:
@@ -506,6 +509,7 @@ class _Plan:
     options: dict  # as recorded in conversion.json (and fingerprinted)
     frame_shapes: dict[str, tuple[int, int]]  # key -> (H, W)
     warnings: list[str]
+    frame: dict  # storage_options(): storage, jpeg_quality, image_size
 
 
 def _plan(
@@ -553,9 +557,11 @@ def _plan(
         "max_episodes": max_episodes,
         # only when given, so the fingerprints of earlier conversions stay valid
         **({"selection": selection} if selection is not None else {}),
-        **frame_options,
+        # only when not the default (raw at the source size), so the fingerprints of earlier
+        # conversions, all raw, stay valid
+        **(frame_options if frame_options != RAW_SOURCE_SIZE else {}),
     }
-    return _Plan(dataset, cameras, episodes, options, shapes, warnings)
+    return _Plan(dataset, cameras, episodes, options, shapes, warnings, frame_options)
 
 
 def conversion_fingerprint(input_dir: str | os.PathLike, **options) -> str:
@@ -593,12 +599,12 @@ def estimate_conversion_bytes(input_dir: str | os.PathLike, **options) -> int:
     plan = _plan(input_dir, **options)
     episode_len = int(options.get("episode_len", 0) or 0)
     frames = episode_len * len(plan.episodes) if episode_len > 0 else sum(ep.length for ep in plan.episodes)
-    size = plan.options["image_size"]
+    size = plan.frame["image_size"]
     per_camera_frame = 0
     for key in plan.cameras:
         h, w = size or plan.frame_shapes[key]
-        if plan.options["storage"] == "jpeg":
-            per_camera_frame += _jpeg_frame_bytes(plan, key, (h, w), plan.options["jpeg_quality"])
+        if plan.frame["storage"] == "jpeg":
+            per_camera_frame += _jpeg_frame_bytes(plan, key, (h, w), plan.frame["jpeg_quality"])
         else:
             per_camera_frame += h * w * 3
     lowdim = 4 * (2 * plan.dataset.state_dim + plan.dataset.action_dim)
@@ -732,9 +738,9 @@ def convert_dataset(
             feature_names={
                 k: dataset.feature_names(k) for k in (STATE_KEY, ACTION_KEY, velocity_key) if k is not None
             },
-            storage=options["storage"],
-            jpeg_quality=options["jpeg_quality"] or DEFAULT_JPEG_QUALITY,
-            image_size=tuple(options["image_size"]) if options["image_size"] else None,
+            storage=plan.frame["storage"],
+            jpeg_quality=plan.frame["jpeg_quality"] or DEFAULT_JPEG_QUALITY,
+            image_size=tuple(plan.frame["image_size"]) if plan.frame["image_size"] else None,
         )
         for i, ep in enumerate(episodes)
     ]
@@ -782,10 +788,11 @@ def convert_dataset(
             "workers": n_workers,
             "decoder_threads_per_worker": threads,
             "frame_shapes": {k: list(v) for k, v in plan.frame_shapes.items()},
-            # how frames are stored (also inside options, which the fingerprint covers)
-            "storage": options["storage"],
-            "jpeg_quality": options["jpeg_quality"],
-            "image_size": options["image_size"],  # [H, W] stored, or None = the source size
+            # how frames are stored (also in options, which the fingerprint covers, unless raw at the
+            # source size: the default, left out so earlier conversions' fingerprints stay valid)
+            "storage": plan.frame["storage"],
+            "jpeg_quality": plan.frame["jpeg_quality"],
+            "image_size": plan.frame["image_size"],  # [H, W] stored, or None = the source size
             "source_image_size": list(next(iter(plan.frame_shapes.values()), ())) or None,
             "bytes_written": sum((out / f"episode_{i}.hdf5").stat().st_size for i in range(len(jobs))),
         },
