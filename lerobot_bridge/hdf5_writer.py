@@ -13,7 +13,10 @@ act-plus-plus compress_data.py; see lerobot_bridge.frame_codec): attr compress=T
     /compress_len                 (num_cams, T) float32, each frame's JPEG length (cameras in the
                                   order they were first appended; attr camera_names lists them)
 where L is the longest JPEG of the episode over all cameras, as their recorder pads. L is known
-only at the end, so encoded frames (about 1/15 of the raw size) are held until close().
+only at the end, so encoded frames are spooled to an anonymous temporary file beside the output
+(unlinked from the start: nothing is left behind even by a killed process) and copied into the
+rows at close(): memory stays flat for any episode length (18,000 frames x 3 cameras of 60 KB
+would be 3 GB in memory).
 image_size=(H, W) resizes every frame (area averaging) before it is stored, in either mode.
 
 Images arrive in blocks and go straight to disk, so memory stays flat however long the
@@ -27,6 +30,7 @@ import logging
 import os
 import queue
 import re
+import tempfile
 import threading
 from pathlib import Path
 
@@ -95,7 +99,10 @@ class EpisodeWriter:
         self._written: dict[str, int] = {}  # frames on disk per camera (the writing thread's count)
         self._datasets: dict[str, h5py.Dataset] = {}
         self._encoders: dict[str, JpegEncoder] = {}
-        self._jpeg: dict[str, list[np.ndarray]] = {}  # camera -> encoded frames, in order
+        # camera -> (offset, length) of each encoded frame in the spool file, in frame order
+        self._jpeg: dict[str, list[tuple[int, int]]] = {}
+        self._spool = None  # tempfile.TemporaryFile, opened with the first encoded frame
+        self._spool_end = 0
         self._lowdim_written = False
         self._closed = False
         self._queue: queue.Queue | None = queue.Queue(maxsize=queue_blocks) if background else None
@@ -181,26 +188,33 @@ class EpisodeWriter:
             self._encoders[camera] = encoder
             self._jpeg[camera] = []
             self._written[camera] = 0
-        encoded = self._jpeg[camera]
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile(dir=self.path.parent, prefix=".jpeg-spool-")
+        index = self._jpeg[camera]
         for frame in frames:
-            encoded.append(encoder.encode(frame))
+            data = encoder.encode(frame)
+            self._spool.write(data)  # appends: frames of all cameras interleave in arrival order
+            index.append((self._spool_end, len(data)))
+            self._spool_end += len(data)
         self._written[camera] += len(frames)
 
     def _write_jpeg_datasets(self) -> None:
         """The padded (T, L) rows and /compress_len, once every frame's length is known."""
         cameras = list(self._jpeg)
-        lengths = np.array([[len(b) for b in self._jpeg[c]] for c in cameras], dtype=np.float32)  # (C, T)
+        lengths = np.array([[n for _, n in self._jpeg[c]] for c in cameras], dtype=np.float32)  # (C, T)
+        self._spool.flush()
+        fd = self._spool.fileno()
         padded = int(lengths.max())
         row = np.zeros(padded, dtype=np.uint8)
         for camera in cameras:
             dset = self._images.create_dataset(
                 camera, shape=(self.num_frames, padded), dtype=np.uint8, chunks=(1, padded)
             )
-            for t, data in enumerate(self._jpeg[camera]):
-                row[: len(data)] = data
-                row[len(data) :] = 0
+            for t, (offset, n) in enumerate(self._jpeg[camera]):
+                row[:n] = np.frombuffer(os.pread(fd, n, offset), dtype=np.uint8)
+                row[n:] = 0
                 dset.id.write_direct_chunk((t, 0), row)  # chunk = one row: its bytes are the chunk
-            self._jpeg[camera] = []  # free as we go
+
         # float32 and no explicit chunks: exactly what aloha's recorder creates (create_dataset with
         # a shape only); lengths below 2**24 are exact in float32.
         dset = self._file.create_dataset("compress_len", data=lengths)
@@ -254,6 +268,7 @@ class EpisodeWriter:
         except BaseException:
             self.abort()
             raise
+        self._close_spool()
         self._file.close()
         os.replace(self.tmp_path, self.path)
         self._closed = True
@@ -268,7 +283,13 @@ class EpisodeWriter:
             self._stop_background()
             self._file.close()
         finally:
+            self._close_spool()
             self.tmp_path.unlink(missing_ok=True)
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()  # anonymous: closing frees its space
+            self._spool = None
 
     def __enter__(self) -> EpisodeWriter:
         return self

@@ -279,6 +279,22 @@ def test_writer_rejects_unknown_storage(tmp_path):
         EpisodeWriter(tmp_path / "e.hdf5", 3, storage="png")
 
 
+def test_jpeg_writer_spools_to_disk_and_leaves_nothing_behind(tmp_path, converted):
+    """Encoded frames wait in an anonymous file (no name in the folder), not in memory."""
+    frames = np.stack([frame_code_image(t, 0, 48, 96) for t in range(4)])
+    with pytest.raises(RuntimeError, match="boom"):
+        with EpisodeWriter(tmp_path / "episode_0.hdf5", 4, storage="jpeg", background=True) as w:
+            w.write_lowdim(np.zeros((4, 2)), np.zeros((4, 2)))
+            w.append_images("a", frames)
+            w.append_images("b", frames[:2])
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    out = Path(converted["jpeg"].output_dir)
+    assert sorted(p.name for p in out.iterdir()) == ["conversion.json"] + [
+        f"episode_{i}.hdf5" for i in range(len(converted["jpeg"].episodes))
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # inference and training on each mode
 
