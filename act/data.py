@@ -374,7 +374,8 @@ class BatchPool:
     nothing but the pool refers to it: no Python reference to the tensor (sys.getrefcount) and
     no view or numpy array on its storage (torch's storage use count, compared with its value
     when the buffer was new). A batch the caller still holds is therefore never overwritten; the
-    pool then allocates a fresh one (without keeping more than POOL_BATCHES per shape).
+    pool then allocates a fresh one and keeps it in place of its oldest buffer (POOL_BATCHES per
+    shape at most), so a caller that keeps batches costs fresh memory, never wrong data.
     """
 
     def __init__(self) -> None:
@@ -389,8 +390,9 @@ class BatchPool:
                 if _storage_uses(entries[i][0]) == entries[i][1]:
                     return entries[i][0]
         t = torch.empty(shape, dtype=dtype)
-        if len(entries) < POOL_BATCHES:
-            entries.append((t, _storage_uses(t)))
+        if len(entries) >= POOL_BATCHES:  # all held by the caller: forget the oldest (its holder keeps it)
+            entries.pop(0)
+        entries.append((t, _storage_uses(t)))
         if len(self._buffers) > 8:  # shapes change rarely (the last validation batch): drop the oldest
             self._buffers.pop(next(iter(self._buffers)))
         return t

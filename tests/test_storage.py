@@ -371,3 +371,34 @@ def test_fixture_copy_is_untouched(tmp_path):
     copy = tmp_path / "src"
     shutil.copytree(SOURCE, copy)
     assert conversion_fingerprint(copy, storage="jpeg") != conversion_fingerprint(copy, storage="raw")
+
+
+@pytest.mark.parametrize("storage", ["raw", "jpeg"])
+def test_reused_batch_buffers_never_overwrite_a_batch_still_held(tmp_path, storage):
+    """In-process batches come from reused buffers (BatchPool); keeping every batch (list(loader))
+    or a view of one must still give each its own frames."""
+    paths = []
+    for e in range(2):
+        path = tmp_path / f"episode_{e}.hdf5"
+        with EpisodeWriter(path, 6, storage=storage) as w:
+            w.write_lowdim(np.zeros((6, 2)), np.zeros((6, 2)))
+            w.append_images("a", np.stack([frame_code_image(t, e, 24, 96) for t in range(6)]))
+        paths.append(path)
+    stats = {k: np.zeros(2, np.float32) for k in ("qpos_mean", "action_mean")} | {
+        k: np.ones(2, np.float32) for k in ("qpos_std", "action_std")
+    }
+    dataset = ACTEpisodeDataset(paths, ["a"], chunk_size=3, stats=stats)
+    sampler = EpochBatchSampler([0, 1], [6, 6], [3], 0, seed=1)
+    sampler.set_epoch(0, num_steps=6)
+    keys = list(sampler)
+    kept = list(make_loader(dataset, sampler, 0, pin_memory=False))  # every batch held at once
+    views = []
+    for batch in make_loader(dataset, sampler, 0, pin_memory=False):
+        views.append(to_device(batch, torch.device("cpu"))["images"])  # only a permuted view kept
+    for batch, view, expected in zip(kept, views, keys, strict=True):
+        for i, (e, t) in enumerate(expected):
+            assert read_frame_code(batch["images"][i, 0].numpy()) == (t, e)
+            assert read_frame_code(view[i, 0].permute(1, 2, 0).numpy()) == (t, e)
+    # batches dropped as soon as used (the training loop) do reuse the buffers: two alternate
+    pointers = {batch["images"].data_ptr() for batch in make_loader(dataset, sampler, 0, pin_memory=False)}
+    assert len(pointers) <= 2
