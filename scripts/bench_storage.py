@@ -9,9 +9,10 @@ resized) converts it with the bridge in this process and measures:
   bytes/camera-frame   converted HDF5 bytes / camera-frames, and x the source video's
   conversion fps       camera-frames/s, and x plain PyAV decode of the same videos (same threads)
   loader samples/s     ACTEpisodeDataset + EpochBatchSampler + DataLoader (workers 0, batch 64,
-                       chunk 100, random (episode, t)), and x raw h5py reads of the same stored
-                       frames (datasets opened once, `dset[t]` per camera: the floor of reading;
-                       for JPEG the stored rows, not decoded)
+                       chunk 100, random (episode, t)), and x plain h5py reads of the same stored
+                       frames (datasets opened once, `dset[t]` per camera, no batch assembled: the
+                       floor of reading; for JPEG each row is also decoded, as act-plus-plus'
+                       loader does with cv2.imdecode)
   jpeg error           mean |decoded - raw converted frame| in levels (JPEG modes)
 
 Ratios come from one run on one machine, so they hold even when absolute figures move with load.
@@ -105,8 +106,10 @@ def loader_rate(paths, cams, lengths, batch, seconds, chunk, dim) -> tuple[float
     return rate, keys[batch : batch + n]
 
 
-def h5py_rate(paths, cams, keys, chunk, seconds) -> float:
-    """The floor: plain h5py reads of the same stored frames (rows) and low-dim slices."""
+def h5py_rate(paths, cams, keys, chunk, seconds, decode: bool) -> float:
+    """The floor: plain h5py reads of the same stored frames (rows, decoded when JPEG) and
+    low-dim slices."""
+    decoder = JpegDecoder()
     files = [h5py.File(p, "r") for p in paths]
     dsets = [([f[f"/observations/images/{c}"] for c in cams], f["/observations/qpos"], f["/action"])
              for f in files]
@@ -114,7 +117,9 @@ def h5py_rate(paths, cams, keys, chunk, seconds) -> float:
     for e, t in keys:
         images, qpos, action = dsets[e]
         for d in images:
-            d[t]
+            row = d[t]
+            if decode:
+                decoder.decode(row)
         qpos[t]
         action[t : t + chunk]
         n += 1
@@ -188,20 +193,21 @@ def main() -> None:
             cams = result.camera_names
             lengths = [e.frames_out for e in result.episodes]
             rate, keys = loader_rate(paths, cams, lengths, args.batch, args.seconds, 100, 6)
-            floor = h5py_rate(paths, cams, keys, 100, args.seconds)
+            floor = h5py_rate(paths, cams, keys, 100, args.seconds, decode=opts["storage"] == "jpeg")
             if raw_paths is None:
                 raw_paths = paths
             same_size = opts["storage"] == "jpeg" and "image_size" not in opts
             err = jpeg_error(raw_paths, paths, cams) if same_size else float("nan")
             rows.append((name, per_frame, per_frame / src_per_frame, estimate / written, conv_fps,
                          conv_fps / decode_fps, rate, rate / floor, err))
+            plus = " + decode" if opts["storage"] == "jpeg" else ""
             print(f"[{name}] {per_frame:,.0f} B/camera-frame, convert {conv_fps:,.0f} frames/s, "
-                  f"loader {rate:,.0f} samples/s vs h5py floor {floor:,.0f}")
+                  f"loader {rate:,.0f} samples/s vs plain h5py reads{plus} {floor:,.0f}")
             if paths is not raw_paths:  # the raw frames stay for the JPEG error; others go
                 for x in out.glob("*.hdf5"):
                     x.unlink()
     print("\nmode | bytes/camera-frame | x source video | estimate/actual | convert frames/s | "
-          "x PyAV decode | loader samples/s | x h5py floor | x LeRobot 97/s | jpeg MAE")
+          "x PyAV decode | loader samples/s | x plain h5py reads (+decode) | x LeRobot 97/s | jpeg MAE")
     for name, per, ratio, est, fps, fps_ratio, rate, floor_ratio, err in rows:
         print(f"{name} | {per:,.0f} | {ratio:.1f} | {est:.2f} | {fps:,.0f} | {fps_ratio:.2f} | {rate:,.0f} | "
               f"{floor_ratio:.2f} | {rate / LEROBOT_PUBLISHED_SAMPLES_PER_S:.1f} | "
