@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lerobot_bridge.synthetic as synthetic  # noqa: E402
 from act.data import ACTEpisodeDataset, EpochBatchSampler, make_loader  # noqa: E402
 from lerobot_bridge.convert import convert_dataset, estimate_conversion_bytes  # noqa: E402
-from lerobot_bridge.frame_codec import JpegDecoder  # noqa: E402
+from lerobot_bridge.frame_codec import DEFAULT_JPEG_QUALITY, JpegDecoder  # noqa: E402
 
 LEROBOT_PUBLISHED_SAMPLES_PER_S = 97.0  # training, batch 64, A100 (issue 16's anchor)
 CAMERAS = ("observation.images.cam_high", "observation.images.cam_wrist")
@@ -152,7 +152,7 @@ def main() -> None:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--noise", type=float, default=2.0, help="sensor-like noise sigma in levels (0 = clean)")
-    p.add_argument("--jpeg_quality", type=int, default=90)
+    p.add_argument("--jpeg_quality", type=int, default=DEFAULT_JPEG_QUALITY)
     p.add_argument("--image_size", default="240x320")
     p.add_argument("--seconds", type=float, default=5.0, help="time per loader / h5py measurement")
     p.add_argument("--batch", type=int, default=64)
