@@ -120,7 +120,14 @@ def convert(args: argparse.Namespace) -> ConversionResult:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # force: an in-process caller (a test, a notebook) may hold a handler on a stream that is
+    # now closed; this CLI owns its logging while it runs.
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
     received: list[int] = []
 
     def on_sigterm(signum: int, frame) -> None:  # noqa: ARG001
