@@ -43,6 +43,7 @@ from act.run_setup import (  # noqa: F401 - untrained_hold_note, convert_input: 
     convert_input,
     discard_conversion,
     find_completed_run,
+    keeps_conversion,
     lock_output_dir,
     plan_conversion,
     prepare,
@@ -141,9 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="channel order of Innate / ACT HDF5 frames: auto = BGR for an Innate recorder "
                         "skill (observations/ layout), RGB for the documented top-level layout and for plain "
                         "ACT HDF5 folders (LeRobot videos are always RGB)")
+    bridge.add_argument("--storage", default="jpeg", choices=("jpeg", "raw"),
+                        help="how converted frames are stored: jpeg = ALOHA's compressed layout "
+                        "(act-plus-plus reads it; about 2.4x the source video at 480x640, decoded by the "
+                        "loader), raw = upstream ACT's (T, H, W, 3) uint8 (921,600 bytes a 480x640 frame)")
+    bridge.add_argument("--jpeg_quality", type=int, default=75,
+                        help="libjpeg quality 1..100 of --storage jpeg (75: 1.45 mean grey levels of error, "
+                        "measured; 90: 1.5x the bytes)")
     bridge.add_argument("--image_size", default=None,
-                        help="HxW, e.g. 224x224: resize Innate / ACT HDF5 frames at conversion (area "
-                        "averaging, as Innate's runtime); default: keep the recorded size")
+                        help="HxW, e.g. 240x320 or 224x224: resize every camera's frames at conversion "
+                        "(area averaging, as Innate's runtime); inference resizes to it too. Default: as "
+                        "recorded")
+    bridge.add_argument("--convert_dir", default=None,
+                        help="conversion cache shared by runs: each dataset + conversion options is "
+                        "converted once into DIR/<fingerprint>/ and reused by later runs; runs never "
+                        "delete what is there")
+    bridge.add_argument("--skip_space_check", action="store_true",
+                        help="convert even when the free space is below the conversion's estimated size")
     bridge.add_argument("--keep_converted_hdf5", action="store_true",
                         help="keep the ACT HDF5 episodes in OUTPUT/converted_hdf5/ (else a temporary folder "
                         "removed at the end)")
@@ -428,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             rc, error = run_single(prepared_path)
         else:
             rc, error = launch_torchrun(argv, prepared_path, plan), None
-        return finalize(manifest, prep, rc, conv_dir, args.keep_converted_hdf5, error)
+        return finalize(manifest, prep, rc, conv_dir, keeps_conversion(args), error)
     except BaseException as e:
         return fail_run(manifest, conv_dir, args, e, received)
 
@@ -478,7 +493,7 @@ def start_run(args: argparse.Namespace, argv: list[str], plan: LaunchPlan, conv_
         if done is not None:
             code = report_completed(manifest, earlier_manifest, done, output_dir, args)
             return StartedRun(manifest, exit_code=code, lock_fd=lock_fd)
-        conv_dir = conversion_dir(args)
+        conv_dir = conversion_dir(args, conv_plan.fingerprint)
         prep = prepare(args, plan, manifest, conv_plan, conv_dir)
         if args.prepare_only:
             log.info("--prepare_only: converted and prepared; the same command without --prepare_only "
@@ -499,7 +514,7 @@ def fail_run(manifest: Manifest, conv_dir: Path | None, args: argparse.Namespace
     if isinstance(e, KeyboardInterrupt):
         signum = received.get("signum", signal.SIGINT)
         log.warning("%s before training started: nothing to resume yet", signal.Signals(signum).name)
-        discard_conversion(conv_dir, args.keep_converted_hdf5, complete_too=False)
+        discard_conversion(conv_dir, keeps_conversion(args), complete_too=False)
         manifest.set_status("interrupted", "interrupted before training started")
         return end_early(manifest, 128 + signum)
     known = user_error(e)
@@ -507,7 +522,7 @@ def fail_run(manifest: Manifest, conv_dir: Path | None, args: argparse.Namespace
         print(f"error: {known[1]}", file=sys.stderr)
     else:
         traceback.print_exc()
-    discard_conversion(conv_dir, args.keep_converted_hdf5, complete_too=True)
+    discard_conversion(conv_dir, keeps_conversion(args), complete_too=True)
     manifest.set_status("failed", known[1] if known else f"{type(e).__name__}: {e}")
     return end_early(manifest, known[0] if known else 1)
 
@@ -655,7 +670,7 @@ def run_under_launcher(args: argparse.Namespace, argv: list[str], plan: LaunchPl
         # 5. Rank 0 writes the verdict, as our own launcher's parent process does.
         if rank != 0:
             return rc
-        return finalize(started.manifest, prep, rc, started.conv_dir, args.keep_converted_hdf5, error)
+        return finalize(started.manifest, prep, rc, started.conv_dir, keeps_conversion(args), error)
     except KeyboardInterrupt:
         return 128 + received.get("signum", signal.SIGINT)
     finally:

@@ -33,6 +33,12 @@ class OutputWriteError(RunError):
     exit_code = 2
 
 
+class InsufficientSpaceError(RunError):
+    """The conversion would not fit in the free space where it goes (exit 2, before writing)."""
+
+    exit_code = 2
+
+
 def describe_write_failure(path: str | Path, err: BaseException) -> OutputWriteError:
     """An OutputWriteError naming the file, the cause and the free space where it was written.
 

@@ -185,9 +185,7 @@ def replay(runner: ACTRunner, episode: Path, max_steps: int = 0) -> np.ndarray:
     (1800 x 480 x 640 x 3). The layout checks are the training loader's, so an episode that
     replays is one that trains.
     """
-    import h5py
-
-    from act.data import read_episode_index
+    from act.data import EpisodeFrames, read_episode_index
     from lerobot_bridge.errors import DatasetError
 
     cfg = runner.cfg
@@ -201,15 +199,16 @@ def replay(runner: ACTRunner, episode: Path, max_steps: int = 0) -> np.ndarray:
     steps = index.lengths[0] if max_steps <= 0 else min(max_steps, index.lengths[0])
     runner.reset()
     errors = np.empty((steps, cfg.action_dim), dtype=np.float64)
-    with h5py.File(episode, "r") as f:
-        if f.attrs.get("compress", False):
-            raise DatasetError(f"{episode}: attr compress=True (JPEG rows) is not supported; expected raw "
-                               f"(T, H, W, 3) uint8 images")
-        qpos, action = f["/observations/qpos"][()], f["/action"][()]  # (T, D), (T, A)
-        images = {cam: f[f"/observations/images/{cam}"] for cam in cfg.camera_names}  # (T, H, W, 3) each
+    # Raw frames or JPEG rows (--storage jpeg), read as the training loader reads them.
+    frames = EpisodeFrames(episode, cfg.camera_names)
+    try:
+        shapes = [index.image_shapes[cam] for cam in cfg.camera_names]  # (H, W, 3) each
         for t in range(steps):
-            pred = runner.act(qpos[t], {cam: frames[t] for cam, frames in images.items()})
-            errors[t] = np.abs(pred - action[t])
+            images = {cam: frames.frame(i, t, shapes[i]) for i, cam in enumerate(cfg.camera_names)}
+            pred = runner.act(frames.qpos[t], images)
+            errors[t] = np.abs(pred - frames.action[t])
+    finally:
+        frames.close()
     return errors
 
 

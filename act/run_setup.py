@@ -33,6 +33,7 @@ from act.distributed import (
     plan_under_launcher,
     rank_batch_sizes,
 )
+from act.errors import InsufficientSpaceError
 from act.manifest import Manifest, sha256_file
 from lerobot_bridge.atomic_io import atomic_write_json
 from lerobot_bridge.errors import DatasetError
@@ -44,7 +45,7 @@ SUPPORTED_POLICIES = ("ACT",)
 NON_DEFINING_ARGS = {
     "input_dir", "output_dir", "gpus", "num_workers", "convert_workers", "resume", "fresh",
     "keep_converted_hdf5", "log_interval", "run_name", "backbone_weights", "prepare_only", "prepare_timeout",
-    "tensorboard", "wandb_project",
+    "tensorboard", "wandb_project", "convert_dir", "skip_space_check",
 }
 
 
@@ -114,6 +115,8 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int,
         if not match or min(int(match.group(1)), int(match.group(2))) < 1:
             raise UsageError(f"--image_size {args.image_size}: expected HxW with H, W >= 1 (e.g. 224x224)")
         args.image_size = f"{int(match.group(1))}x{int(match.group(2))}"
+    if not 1 <= args.jpeg_quality <= 100:
+        raise UsageError(f"--jpeg_quality must be in 1..100 (got {args.jpeg_quality})")
     for name in ("input_dir", "output_dir"):
         if not getattr(args, name):
             raise UsageError(f"--{name} is required (the container's entrypoint passes /data/input and "
@@ -123,6 +126,8 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int,
         raise UsageError(f"--backbone_weights {weights}: no such file (expected torchvision's "
                          "resnet18-f37072fd.pth, or 'none' for a random-init backbone)")
     check_paths_apart(Path(args.input_dir), Path(args.output_dir))
+    if args.convert_dir:
+        check_cache_apart(Path(args.input_dir), Path(args.output_dir), Path(args.convert_dir))
     from lerobot_bridge.selection import parse_episode_spec
 
     try:
@@ -219,6 +224,20 @@ def check_paths_apart(input_dir: Path, output_dir: Path) -> None:
             )
 
 
+def check_cache_apart(input_dir: Path, output_dir: Path, cache_dir: Path) -> None:
+    """A conversion cache must not lie in the dataset (it would write there) nor hold it, nor be a
+    folder the run replaces in its output."""
+    inp, out, cache = input_dir.resolve(), output_dir.resolve(), cache_dir.resolve()
+    if cache == inp or inp in cache.parents or cache in inp.parents:
+        raise UsageError(f"--convert_dir {cache} overlaps --input_dir {inp}: keep the conversion cache "
+                         "outside the dataset")
+    for name in OWNED_OUTPUT_PATHS:
+        owned = out / name
+        if cache == owned or owned in cache.parents:
+            raise UsageError(f"--convert_dir {cache} lies in {owned}, which the run replaces: pick a "
+                             "folder of its own (e.g. OUT/conversion_cache or a shared disk)")
+
+
 @dataclass
 class ConversionPlan:
     """What converting the input will be, known from its metadata alone (nothing written)."""
@@ -242,15 +261,16 @@ def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
                "camera_names": args.camera_names}
     if args.episodes is not None or args.exclude_episodes is not None:
         options.update(episodes=args.episodes, exclude_episodes=args.exclude_episodes)
+    if args.storage != "raw" or args.image_size:  # the default (raw, source size) stays unfingerprinted
+        options.update(storage=args.storage, jpeg_quality=args.jpeg_quality)
+    if args.image_size:
+        options["image_size"] = tuple(int(v) for v in args.image_size.split("x"))
     if kind == "lerobot":
-        if args.color_order != "auto" or args.image_size:
-            raise UsageError(f"{input_dir} is a LeRobot dataset: --color_order and --image_size apply to "
-                             "Innate skills and ACT HDF5 folders only (LeRobot frames are RGB at their "
-                             "recorded size)")
+        if args.color_order != "auto":
+            raise UsageError(f"{input_dir} is a LeRobot dataset: --color_order applies to Innate skills and "
+                             "ACT HDF5 folders only (LeRobot frames are RGB)")
     else:
         options["color_order"] = args.color_order
-        if args.image_size:
-            options["image_size"] = tuple(int(v) for v in args.image_size.split("x"))
     return ConversionPlan(kind, options, _converter(kind).conversion_fingerprint(input_dir, **options))
 
 
@@ -267,32 +287,146 @@ def convert_input(args: argparse.Namespace, conv_dir: Path, plan: ConversionPlan
 
     The converter's own fingerprint decides: computed from the input's metadata before converting
     and compared with the one in the conversion.json an earlier run left (written last, atomically).
+    With --convert_dir, conv_dir is the cache entry DIR/<fingerprint>: see convert_into_cache.
     """
-    from lerobot_bridge.types import ConversionResult
-
-    input_dir = Path(args.input_dir)
-    try:
-        earlier = ConversionResult.from_dict(json.loads((conv_dir / "conversion.json").read_text()))
-        if earlier.fingerprint == plan.fingerprint and all(p.exists() for p in earlier.hdf5_paths):
-            log.info("reusing the conversion in %s (input and options unchanged)", conv_dir)
-            return earlier, True
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        pass
+    if args.convert_dir:
+        return convert_into_cache(args, conv_dir, plan)
+    earlier = reusable_conversion(conv_dir, plan.fingerprint)
+    if earlier is not None:
+        log.info("reusing the conversion in %s (input and options unchanged)", conv_dir)
+        return earlier, True
+    check_free_space(args, conv_dir, plan)
     if conv_dir.exists():
         shutil.rmtree(conv_dir)
     conv_dir.mkdir(parents=True)
+    return run_converter(args, conv_dir, plan), False
+
+
+def reusable_conversion(conv_dir: Path, fingerprint: str):
+    """The ConversionResult in conv_dir when it is complete and of this fingerprint, else None.
+    Read relative to conv_dir: a cache entry is written under a temporary name, then renamed."""
+    from lerobot_bridge.types import ConversionResult
+
+    try:
+        earlier = ConversionResult.from_dict(json.loads((conv_dir / "conversion.json").read_text()))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    earlier.output_dir = str(conv_dir)
+    if earlier.fingerprint == fingerprint and all(p.exists() for p in earlier.hdf5_paths):
+        return earlier
+    return None
+
+
+def run_converter(args: argparse.Namespace, out_dir: Path, plan: ConversionPlan):
     converter = _converter(plan.kind)
     if plan.kind == "lerobot":
-        result = converter.convert_dataset(input_dir, conv_dir, workers=args.convert_workers, **plan.options)
-        return result, False
+        return converter.convert_dataset(Path(args.input_dir), out_dir, workers=args.convert_workers,
+                                         **plan.options)
     log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", plan.kind)
-    return converter.convert_innate(input_dir, conv_dir, **plan.options), False
+    return converter.convert_innate(Path(args.input_dir), out_dir, **plan.options)
+
+
+def cache_entry(cache_dir: str | Path, fingerprint: str) -> Path:
+    """The folder of one conversion in a --convert_dir cache: named by its fingerprint."""
+    return Path(cache_dir).absolute() / fingerprint[:24]
+
+
+def convert_into_cache(args: argparse.Namespace, entry: Path, plan: ConversionPlan) -> tuple[object, bool]:
+    """Reuse entry (DIR/<fingerprint>) or convert into it, once for every run sharing the cache.
+
+    One run converts a fingerprint at a time (a lock file beside the entry; the others wait and
+    then reuse it). The conversion is written to a temporary folder and renamed to entry when
+    complete, so an entry is always whole; what a run finds in the cache it never deletes.
+    Temporary folders left by a killed run are removed by the next run holding that lock (their
+    writer is dead: nobody else may write there without the lock)."""
+    import fcntl
+    import socket
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = entry.parent / f".{entry.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another run is converting the same data into %s: waiting for it", entry)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        earlier = reusable_conversion(entry, plan.fingerprint)
+        if earlier is not None:
+            log.info("reusing the cached conversion %s (input and options unchanged)", entry)
+            return earlier, True
+        if entry.exists():
+            raise DatasetError(f"{entry}: a cached conversion of this data whose files are incomplete "
+                               "or unreadable (removed or changed by hand?); delete that folder to convert "
+                               "again")
+        for stale in entry.parent.glob(f".{entry.name}.tmp-*"):
+            log.info("removing %s, left by a run that was killed while converting", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        check_free_space(args, entry.parent, plan)
+        tmp = entry.parent / f".{entry.name}.tmp-{socket.gethostname()}-{os.getpid()}"
+        tmp.mkdir()
+        try:
+            result = run_converter(args, tmp, plan)
+            os.rename(tmp, entry)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        result.output_dir = str(entry)
+        atomic_write_json(entry / "conversion.json", result.to_dict())
+        log.info("converted into the cache: %s", entry)
+        return result, False
+    finally:
+        os.close(fd)
+
+
+def check_free_space(args: argparse.Namespace, target: Path, plan: ConversionPlan) -> None:
+    """Refuse (exit 2) before writing when the conversion will not fit where it goes: the converter
+    estimates an upper bound on its bytes from the metadata (and a few encoded frames for JPEG)."""
+    if args.skip_space_check:
+        return
+    estimate = getattr(_converter(plan.kind), "estimate_conversion_bytes", None)
+    if estimate is None:
+        return
+    needed = estimate(Path(args.input_dir), **plan.options)
+    probe = target
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise InsufficientSpaceError(space_message(needed, free, probe, args))
+    log.info("conversion needs up to %s; %s free under %s", human_bytes(needed), human_bytes(free), probe)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def space_message(needed: int, free: int, where: Path, args: argparse.Namespace) -> str:
+    shrink = []
+    if args.storage == "raw":
+        shrink.append("--storage jpeg (about 150x smaller than raw at 480x640, measured)")
+    elif args.jpeg_quality > 50:
+        shrink.append(f"a lower --jpeg_quality (now {args.jpeg_quality})")
+    if not args.image_size:
+        shrink.append("--image_size 240x320 (a quarter of 480x640's pixels)")
+    shrink.append("fewer episodes (--max_episodes N, --episodes, --exclude_episodes)")
+    shrink.append("--convert_dir DIR on a bigger disk")
+    return (f"not enough free space to convert {args.input_dir}: the conversion needs up to "
+            f"{human_bytes(needed)} ({needed} bytes, an upper bound) under {where}, which has "
+            f"{human_bytes(free)} free. Shrink it with {'; '.join(shrink)}; or free space "
+            "(--skip_space_check converts anyway)")
 
 
 def discard_conversion(conv_dir: Path | None, keep: bool, complete_too: bool) -> None:
     """Remove this run's temporary conversion folder: always when it is incomplete (no
     conversion.json), and a complete one too when `complete_too` (a failed run: nothing resumes)."""
     if conv_dir is None or not conv_dir.exists() or (keep and (conv_dir / "conversion.json").exists()):
+        return
+    if conv_dir.name not in (CONVERTED_DIR, CONVERTED_TMP_DIR):  # a --convert_dir cache entry: never
         return
     if complete_too or not (conv_dir / "conversion.json").exists():
         shutil.rmtree(conv_dir, ignore_errors=True)
@@ -443,7 +577,14 @@ def run_state(run_dir: Path) -> str:
     return "new"
 
 
-def conversion_dir(args: argparse.Namespace) -> Path:
+def keeps_conversion(args: argparse.Namespace) -> bool:
+    """Whether the run leaves its conversion behind (kept in OUT, or a cache entry: never removed)."""
+    return bool(args.keep_converted_hdf5 or args.convert_dir)
+
+
+def conversion_dir(args: argparse.Namespace, fingerprint: str) -> Path:
+    if args.convert_dir:
+        return cache_entry(args.convert_dir, fingerprint)
     name = CONVERTED_DIR if args.keep_converted_hdf5 else CONVERTED_TMP_DIR
     return Path(args.output_dir).absolute() / name
 
@@ -497,7 +638,8 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv
             "image_shapes": {k: list(v) for k, v in index.image_shapes.items()},
         },
         conversion={**result.to_dict(), "reused": reused,
-                    "kept": bool(args.keep_converted_hdf5), "directory": str(conv_dir)},
+                    "kept": keeps_conversion(args), "cache": bool(args.convert_dir),
+                    "directory": str(conv_dir)},
         cameras=dict(result.cameras),
         state_dim=result.state_dim,
         action_dim=result.action_dim,
@@ -577,6 +719,7 @@ def prepare(args: argparse.Namespace, plan: LaunchPlan, manifest: Manifest, conv
         chunk_size=args.chunk_size, hidden_dim=args.hidden_dim, dim_feedforward=args.dim_feedforward,
         nheads=args.nheads, enc_layers=args.enc_layers, dec_layers=args.dec_layers, dropout=args.dropout,
         kl_weight=args.kl_weight, use_all_decoder_layers=args.use_all_decoder_layers,
+        image_size=list(next(iter(index.image_shapes.values()))[:2]) if index.image_shapes else None,
     )
     if args.init_from and not resume:
         check_init_checkpoint(args.init_from, cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -76,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(observations/images/camera_N) BGR, documented Innate layout (images/main_camera) RGB, plain "
         "ACT HDF5 RGB. LeRobot inputs (always RGB) accept only auto",
     )
+    p.add_argument(
+        "--storage",
+        choices=("raw", "jpeg"),
+        default="raw",
+        help="raw (default here: upstream ACT's (T, H, W, 3) uint8 frames, which its own loader reads) or "
+        "jpeg (ALOHA's compressed layout, which act-plus-plus and train_lerobot_to_act.py read; ~150x "
+        "smaller at 480x640)",
+    )
+    p.add_argument("--jpeg_quality", type=int, default=75, help="libjpeg quality 1..100 of --storage jpeg")
+    p.add_argument(
+        "--image_size",
+        default=None,
+        help="HxW, e.g. 240x320: resize every camera's frames (area averaging); default: as recorded",
+    )
     p.add_argument("--report", action="store_true", help="print the conversion report as JSON on stdout")
     return p
 
@@ -104,6 +119,13 @@ def convert(args: argparse.Namespace) -> ConversionResult:
         raise DatasetError(str(e)) from e
     if any(v is not None for v in selection.values()):
         options.update(selection)
+    if args.storage != "raw" or args.jpeg_quality != 75:
+        options.update(storage=args.storage, jpeg_quality=args.jpeg_quality)
+    if args.image_size:
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", args.image_size)
+        if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+            raise DatasetError(f"--image_size {args.image_size}: expected HxW with H, W >= 1 (e.g. 240x320)")
+        options["image_size"] = (int(match.group(1)), int(match.group(2)))
     kind = _input_kind(args.input_dir)
     if kind == "lerobot":
         if args.color_order != "auto":  # silently ignoring it would hide a mistaken input folder

@@ -167,7 +167,8 @@ def test_innate_colour_order_and_image_size_reach_the_importer(tmp_path):
     src = write_skill(tmp_path / "skill", "observations", [9, 9])
     args = cli.build_parser().parse_args(["--input_dir", str(tmp_path / "skill"), "--gpus", "cpu",
                                           "--output_dir", str(tmp_path / "out"), "--camera_keys", "camera_2",
-                                          "--color_order", "rgb", "--image_size", "6X8"])
+                                          "--color_order", "rgb", "--image_size", "6X8",
+                                          "--storage", "raw"])
     cli.validate_args(args, 0)
     assert args.image_size == "6x8"
     plan = cli.plan_conversion(args)
@@ -178,12 +179,11 @@ def test_innate_colour_order_and_image_size_reach_the_importer(tmp_path):
     np.testing.assert_array_equal(got, resize_area(src[1]["frames"]["b"], (6, 8)))  # no BGR swap
 
 
-@pytest.mark.parametrize("flags", [["--color_order", "bgr"], ["--image_size", "224x224"]])
-def test_innate_only_options_on_a_lerobot_dataset_exit_2(flags, tmp_path, capsys, fixtures_dir):
+def test_innate_only_options_on_a_lerobot_dataset_exit_2(tmp_path, capsys, fixtures_dir):
     out = tmp_path / "out"
     rc = cli.main(["--input_dir", str(fixtures_dir / "so100_v30_video"), "--output_dir", str(out),
-                   "--gpus", "cpu", *flags])
-    assert rc == 2 and "apply to Innate skills and ACT HDF5 folders only" in capsys.readouterr().err
+                   "--gpus", "cpu", "--color_order", "bgr"])
+    assert rc == 2 and "applies to Innate skills and ACT HDF5 folders only" in capsys.readouterr().err
     assert not out.exists()
 
 
