@@ -256,12 +256,18 @@ def convert_source_episodes(manifest: dict, source_indices: list[int], out_dir: 
     video to decode). Returns {source index: episode HDF5 in out_dir}.
     """
     from lerobot_bridge.errors import DatasetError
+    from lerobot_bridge.frame_codec import DEFAULT_JPEG_QUALITY
 
     dataset_path = Path(manifest["dataset"]["path"])
     kind = manifest["dataset"].get("input_kind", "lerobot")
     args = manifest["arguments"]
     options = {k: args.get(k) for k in ("episode_len", "idle_threshold", "max_episodes", "camera_keys",
                                         "camera_names")}
+    # Frames stored as training stored them (JPEG at its quality, resized): the same pixels.
+    extra = manifest["conversion"].get("extra") or {}
+    frame = {"storage": extra.get("storage") or "raw",
+             "jpeg_quality": extra.get("jpeg_quality") or DEFAULT_JPEG_QUALITY,
+             "image_size": tuple(extra["image_size"]) if extra.get("image_size") else None}
     if not dataset_path.is_dir():
         raise DatasetError(f"{dataset_path}: the run's dataset (manifest dataset.path) is not there; "
                            "pass --episode FILE instead")
@@ -273,6 +279,8 @@ def convert_source_episodes(manifest: dict, source_indices: list[int], out_dir: 
     if kind != "lerobot":
         from lerobot_bridge.innate import convert_innate
 
+        if frame["storage"] != "raw" or frame["image_size"]:
+            options.update(frame)
         result = convert_innate(dataset_path, out_dir, progress=False, **options)
         paths = dict(zip((e.source_index for e in result.episodes), result.hdf5_paths, strict=True))
         return {i: paths[i] for i in source_indices}
@@ -295,7 +303,7 @@ def convert_source_episodes(manifest: dict, source_indices: list[int], out_dir: 
             state_dim=dataset.state_dim, action_dim=dataset.action_dim,
             velocity_key=VELOCITY_KEY if dataset.has_velocity else None,
             idle_threshold=float(options["idle_threshold"]), episode_len=int(options["episode_len"]),
-            thread_count=0, extra_attrs={"source_dataset": str(dataset.root.name)},
+            thread_count=0, extra_attrs={"source_dataset": str(dataset.root.name)}, **frame,
         )
         report = convert_episode(job)
         if (report.frames_in, report.frames_out) != (trained[i]["frames_in"], trained[i]["frames_out"]):

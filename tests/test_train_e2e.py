@@ -184,7 +184,7 @@ def test_smoke_one_epoch_batch_8_two_episodes_default_model(tmp_path, fixtures_d
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "completed" and m["dataset"]["episodes"] == 2
     assert m["split"]["train_episodes"] and m["split"]["val_episodes"]  # 1 + 1
-    default_cfg = ACTConfig(state_dim=6, action_dim=6, camera_names=["front", "wrist"])
+    default_cfg = ACTConfig(state_dim=6, action_dim=6, camera_names=["front", "wrist"], image_size=[72, 96])
     assert m["model"]["config"] == default_cfg.to_dict()  # upstream's architecture, this dataset's dims
     assert m["model"]["parameters"] == sum(p.numel() for p in ACTPolicy(default_cfg).parameters())
     assert m["training"]["steps_completed"] == 1 and m["training"]["samples_seen"] == 8
