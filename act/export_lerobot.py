@@ -171,6 +171,8 @@ def run_features(run_dir: Path, cfg: ACTConfig, image_size: tuple[int, int] | No
         keys[name] = key if key.startswith(IMAGE_PREFIX) else IMAGE_PREFIX + name
     if len(set(keys.values())) != len(keys):
         raise ExportError(f"camera feature keys collide: {keys}")
+    if image_size is None and cfg.image_size:  # the trained frame size (policy_config.json)
+        image_size = tuple(cfg.image_size)
     if image_size is None:
         shapes = (manifest.get("dataset") or {}).get("image_shapes") or {}
         sizes = {tuple(shapes[c][:2]) for c in cfg.camera_names if c in shapes}

@@ -106,7 +106,9 @@ def export_onnx(run_dir: str | Path, out: str | Path, checkpoint: str = "policy_
     if image_dtype not in ("uint8", "float32"):
         raise ExportError(f"image_dtype must be uint8 or float32, got {image_dtype!r}")
     cfg, policy, stats = load_run(run_dir, checkpoint)
-    image_size = image_size or image_size_from_manifest(run_dir, cfg)
+    # the trained frame size: policy_config.json (runs since --image_size), else the manifest
+    image_size = image_size or (tuple(cfg.image_size) if cfg.image_size else None) or \
+        image_size_from_manifest(run_dir, cfg)
     if image_size is None:
         manifest = run_dir.absolute().parent.parent / "manifest.json"
         raise ExportError(f"image size unknown: {manifest} does not record dataset.image_shapes; pass "

@@ -408,7 +408,7 @@ def human_bytes(n: float) -> str:
 def space_message(needed: int, free: int, where: Path, args: argparse.Namespace) -> str:
     shrink = []
     if args.storage == "raw":
-        shrink.append("--storage jpeg (about 150x smaller than raw at 480x640, measured)")
+        shrink.append("--storage jpeg (about 160x smaller than raw at 480x640, measured)")
     elif args.jpeg_quality > 50:
         shrink.append(f"a lower --jpeg_quality (now {args.jpeg_quality})")
     if not args.image_size:

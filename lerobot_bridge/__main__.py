@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("raw", "jpeg"),
         default="raw",
         help="raw (default here: upstream ACT's (T, H, W, 3) uint8 frames, which its own loader reads) or "
-        "jpeg (ALOHA's compressed layout, which act-plus-plus and train_lerobot_to_act.py read; ~150x "
+        "jpeg (ALOHA's compressed layout, which act-plus-plus and train_lerobot_to_act.py read; ~160x "
         "smaller at 480x640)",
     )
     p.add_argument("--jpeg_quality", type=int, default=75, help="libjpeg quality 1..100 of --storage jpeg")
