@@ -432,20 +432,23 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s", plan.warning)
 
     started = start_run(args, argv, plan, conv_plan, received)
-    if started.exit_code is not None:
-        return started.exit_code
-    manifest, prep, conv_dir = started.manifest, started.prep, started.conv_dir
     try:
-        from act.train import PREPARED_NAME
+        if started.exit_code is not None:
+            return started.exit_code
+        manifest, prep, conv_dir = started.manifest, started.prep, started.conv_dir
+        try:
+            from act.train import PREPARED_NAME
 
-        prepared_path = Path(prep.run_dir) / PREPARED_NAME
-        if plan.nproc == 1:
-            rc, error = run_single(prepared_path)
-        else:
-            rc, error = launch_torchrun(argv, prepared_path, plan), None
-        return finalize(manifest, prep, rc, conv_dir, keeps_conversion(args), error)
-    except BaseException as e:
-        return fail_run(manifest, conv_dir, args, e, received)
+            prepared_path = Path(prep.run_dir) / PREPARED_NAME
+            if plan.nproc == 1:
+                rc, error = run_single(prepared_path)
+            else:
+                rc, error = launch_torchrun(argv, prepared_path, plan), None
+            return finalize(manifest, prep, rc, conv_dir, keeps_conversion(args), error)
+        except BaseException as e:
+            return fail_run(manifest, conv_dir, args, e, received)
+    finally:
+        started.release()
 
 
 @dataclass
@@ -456,7 +459,13 @@ class StartedRun:
     prep: object | None = None  # act.train.PreparedRun
     conv_dir: Path | None = None
     exit_code: int | None = None  # set when the run ends here (refused, already done, failed, prepared only)
-    lock_fd: int | None = None  # the output folder's lock, held while this object lives
+    lock_fd: int | None = None  # the output folder's lock, held until release()
+
+    def release(self) -> None:
+        """Let go of the output folder (a caller in the same process may run there next)."""
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
 def start_run(args: argparse.Namespace, argv: list[str], plan: LaunchPlan, conv_plan: ConversionPlan,
@@ -581,6 +590,7 @@ def run_under_launcher(args: argparse.Namespace, argv: list[str], plan: LaunchPl
     from act.train import PREPARED_NAME, PreparedRun, StopFlag
 
     rank = launcher.rank
+    started = StartedRun()
     ctx = init_distributed(plan.device_type, plan.gpu_ids)
     # A long wait on its own group: rank 0 may convert for an hour while the others wait.
     prep_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=args.prepare_timeout))
@@ -618,7 +628,6 @@ def run_under_launcher(args: argparse.Namespace, argv: list[str], plan: LaunchPl
             log.warning("%s", plan.warning)
 
         # 2. Rank 0 prepares exactly once; the others wait for its answer.
-        started = StartedRun()
         answer: list = [None]
         if rank == 0:
             started = start_run(args, argv, plan, conv_plan, received)
@@ -674,6 +683,7 @@ def run_under_launcher(args: argparse.Namespace, argv: list[str], plan: LaunchPl
     except KeyboardInterrupt:
         return 128 + received.get("signum", signal.SIGINT)
     finally:
+        started.release()
         shutdown_distributed()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -153,6 +154,18 @@ def test_convert_dir_removes_only_a_dead_runs_temporary_and_refuses_a_damaged_en
     assert result.hdf5_paths[0].exists() and (entry / "conversion.json").exists()
     assert manifest(out)["status"] == "failed"
 
+    # An entry whose record names another fingerprint (copied or edited by hand) is refused too.
+    other_entry = cache / "ffff"
+    entry.rename(other_entry)
+    record = json.loads((other_entry / "conversion.json").read_text())
+    other_entry.rename(entry)
+    record["fingerprint"] = "0" * 64
+    (entry / "conversion.json").write_text(json.dumps(record))
+    shutil.copy(result.hdf5_paths[0], result.hdf5_paths[1])  # every file there again
+    rc = run(inp, out, "--max_episodes", "2", "--convert_dir", str(cache))
+    assert rc == 2 and "delete that folder to convert again" in capsys.readouterr().err
+    assert json.loads((entry / "conversion.json").read_text())["fingerprint"] == "0" * 64  # untouched
+
 
 @pytest.mark.parametrize(("bad", "message"), [
     (["--convert_dir", "IN/meta"], "overlaps --input_dir"),
@@ -160,8 +173,6 @@ def test_convert_dir_removes_only_a_dead_runs_temporary_and_refuses_a_damaged_en
     (["--jpeg_quality", "0"], "--jpeg_quality must be in 1..100"),
 ])
 def test_bad_storage_flags_exit_2_before_any_work(bad, message, tmp_path, fixtures_dir, capsys):
-    import shutil
-
     inp = tmp_path / "in"
     shutil.copytree(fixtures_dir / "so100_v30_video", inp)
     out = tmp_path / "out"
