@@ -71,16 +71,16 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int,
     if args.num_epochs > 0 and args.steps > 0:
         raise UsageError(f"--steps {args.steps} counts only with --num_epochs 0: add --num_epochs 0 to train "
                          f"for {args.steps} steps, or drop --steps")
-    positive = {"batch_size": args.batch_size, "chunk_size": args.chunk_size, "hidden_dim": args.hidden_dim,
-                "dim_feedforward": args.dim_feedforward, "nheads": args.nheads, "enc_layers": args.enc_layers,
-                "dec_layers": args.dec_layers}
-    for name, value in positive.items():
-        if value < 1:
-            raise UsageError(f"--{name} must be >= 1 (got {value})")
-    if args.hidden_dim % args.nheads:
-        raise UsageError(f"--hidden_dim {args.hidden_dim} must be divisible by --nheads {args.nheads}")
-    if args.hidden_dim % 2:
-        raise UsageError(f"--hidden_dim {args.hidden_dim} must be even (2-D sine position embedding)")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size must be >= 1 (got {args.batch_size})")
+    from act.config import ACTConfig
+
+    try:  # the model's own shape rules, worded with the flags (dims and cameras come from the data)
+        ACTConfig.check("--", chunk_size=args.chunk_size, hidden_dim=args.hidden_dim,
+                        dim_feedforward=args.dim_feedforward, nheads=args.nheads, enc_layers=args.enc_layers,
+                        dec_layers=args.dec_layers, dropout=args.dropout, kl_weight=args.kl_weight)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     if not args.learning_rate > 0:
         raise UsageError(f"--learning_rate must be > 0 (got {args.learning_rate})")
     if args.lr_backbone is None:
@@ -89,10 +89,6 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int,
         raise UsageError(f"--lr_backbone must be >= 0 (got {args.lr_backbone})")
     if not 0 <= args.val_ratio < 1:
         raise UsageError(f"--val_ratio must be in [0, 1) (got {args.val_ratio})")
-    if not 0 <= args.dropout < 1:
-        raise UsageError(f"--dropout must be in [0, 1) (got {args.dropout})")
-    if args.kl_weight < 0:
-        raise UsageError(f"--kl_weight must be >= 0 (got {args.kl_weight})")
     for name in ("save_interval", "num_workers", "convert_workers", "episode_len", "max_episodes",
                  "val_interval", "log_interval", "val_samples"):
         if getattr(args, name) < 0:

@@ -4,9 +4,12 @@ name in __all__ resolves, and the CLI uses the bridge through it."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import act
 import lerobot_bridge
@@ -56,3 +59,32 @@ def test_architecture_names_files_that_exist():
     for line in data_path:
         path = line.split("`")[1]
         assert (REPO / path).is_file(), path
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"hidden_dim": 30, "nheads": 4}, "hidden_dim 30 must be divisible by nheads 4"),
+    ({"hidden_dim": 63, "nheads": 1}, "must be even"),
+    ({"chunk_size": 0}, "chunk_size must be an integer >= 1 (got 0)"),
+    ({"dropout": 1.0}, "dropout must be in [0, 1) (got 1.0)"),
+    ({"kl_weight": -1.0}, "kl_weight must be >= 0"),
+    ({"camera_names": ["a", "a"]}, "camera names must be unique"),
+    ({"image_size": [0, 4]}, "image_size must be [H, W]"),
+])
+def test_config_validates_itself(fields, message):
+    """ACTConfig refuses what no model can be built from, however it is made (issue 13)."""
+    from act import ACTConfig
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ACTConfig(**fields)
+    with pytest.raises(ValueError):
+        ACTConfig.check("--", **fields)
+
+
+def test_config_check_words_the_problem_with_the_cli_flags():
+    from act import ACTConfig
+
+    with pytest.raises(ValueError, match=re.escape("--hidden_dim 30 must be divisible by --nheads 4")):
+        ACTConfig.check("--", hidden_dim=30, nheads=4)
+    ACTConfig.check("--", hidden_dim=64, nheads=2)  # fine: returns
+    with pytest.raises(ValueError, match="hidden_dim 30 must be divisible"):  # a saved config too
+        ACTConfig.from_dict({**ACTConfig().to_dict(), "hidden_dim": 30, "nheads": 4})
