@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlencode
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -21,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.background import BackgroundTask
 
 from lerobot_bridge.errors import DatasetError
-from manager import curation, datasets, runs
+from manager import curation, datasets, runs, skill_curation, skills
 from manager.paths import PathRefused, check_new_name, relative_to_root, resolve_inside
 
 HERE = Path(__file__).parent
@@ -93,6 +94,7 @@ def create_app(
         raise SystemExit(f"--data_root {data_root} is not a directory")
     runs_root.mkdir(parents=True, exist_ok=True)
     cache = datasets.EpisodeCache(Path(cache_dir) if cache_dir else runs_root / ".manager_cache")
+    skill_cache = skills.SkillFrameCache(cache.cache_dir)  # the same cache dir as LeRobot episodes
     registry = runs.RunRegistry(runs_root)
     install_log_buffer()
 
@@ -167,6 +169,16 @@ def create_app(
             )
         return datasets.open_lerobot(path)
 
+    def source_at(rel: str) -> tuple[str, object]:
+        """("lerobot", LeRobotDataset) or ("innate" | "act_hdf5", skills.Skill)."""
+        path, kind = dataset_at(rel)
+        if kind == "lerobot":
+            return kind, datasets.open_lerobot(path)
+        return kind, skills.open_skill(path)
+
+    def episode_rows_of(kind: str, ds) -> list[dict]:
+        return datasets.episode_list(ds) if kind == "lerobot" else skills.episode_list(ds)
+
     def used_by() -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for output in runs.find_outputs(runs_root):
@@ -197,6 +209,17 @@ def create_app(
             raise PathRefused(404, f"run {run_id!r}: no manifest.json there")
         return path
 
+    def default_skill(run: dict) -> str:
+        """The run's dataset when it is an Innate skill under the data root (the usual target)."""
+        src = run.get("dataset")
+        if not src:
+            return ""
+        try:
+            rel = relative_to_root(data_root, Path(src))
+        except ValueError:
+            return ""
+        return rel if datasets.is_dataset_dir(data_root / rel) == "innate" else ""
+
     def page(request: Request, name: str, **context) -> HTMLResponse:
         return templates.TemplateResponse(request, name, {"request": request, **context})
 
@@ -210,28 +233,41 @@ def create_app(
     def dataset_page(request: Request, path: str):
         ds_path, kind = dataset_at(path)
         card = datasets.dataset_card(ds_path, kind, path, used_by().get(os.path.realpath(ds_path), []))
-        episodes = datasets.episode_list(datasets.open_lerobot(ds_path)) if kind == "lerobot" else []
+        try:
+            episodes = episode_rows_of(*source_at(path))
+        except DatasetError:
+            episodes = []  # the card says why
         return page(request, "dataset.html", card=card, episodes=episodes)
 
     @app.get("/episode", response_class=HTMLResponse)
     def episode_page(request: Request, path: str, episode: int):
-        ds = lerobot_at(path)
-        try:
-            ep = ds.episodes[episode] if episode >= 0 else None
-        except IndexError:
-            ep = None
-        if ep is None:
-            raise HTTPException(404, f"episode {episode} not found in {path}")
-        cameras = list(datasets.select_cameras(ds).values())
+        kind, ds = source_at(path)
+        if kind == "lerobot":
+            try:
+                ep = ds.episodes[episode] if episode >= 0 else None
+            except IndexError:
+                ep = None
+            if ep is None:
+                raise HTTPException(404, f"episode {episode} not found in {path}")
+            indices = [e.index for e in ds.episodes]
+            length, cameras, fps = ep.length, list(datasets.select_cameras(ds).values()), ds.fps
+        else:
+            if episode not in ds.by_index:
+                raise HTTPException(404, f"episode {episode} not found in {path}")
+            indices = sorted(ds.by_index)
+            length, cameras, fps = ds.by_index[episode].length or 0, ds.camera_names(), ds.fps
+        at = indices.index(episode)
         return page(
             request,
             "episode.html",
             path=path,
             episode=episode,
-            length=ep.length,
+            length=length,
             cameras=cameras,
-            fps=ds.fps,
-            n_episodes=len(ds.episodes),
+            fps=fps,
+            n_episodes=len(indices),
+            prev_episode=indices[at - 1] if at > 0 else None,
+            next_episode=indices[at + 1] if at + 1 < len(indices) else None,
         )
 
     @app.get("/runs", response_class=HTMLResponse)
@@ -241,7 +277,8 @@ def create_app(
     @app.get("/run", response_class=HTMLResponse)
     def run_page(request: Request, id: str):  # noqa: A002
         output = output_at(id)
-        return page(request, "run.html", run=registry.detail(output, id))
+        run = registry.detail(output, id)
+        return page(request, "run.html", run=run, default_skill=default_skill(run))
 
     @app.get("/runs/new", response_class=HTMLResponse)
     def new_run_page(request: Request, dataset: str = ""):
@@ -266,19 +303,27 @@ def create_app(
     def api_dataset(path: str):
         ds_path, kind = dataset_at(path)
         card = datasets.dataset_card(ds_path, kind, path, used_by().get(os.path.realpath(ds_path), []))
-        episodes = datasets.episode_list(datasets.open_lerobot(ds_path)) if kind == "lerobot" else []
+        try:
+            episodes = episode_rows_of(*source_at(path))
+        except DatasetError:
+            episodes = []  # the card says why
         return {"card": card, "episodes": episodes}
 
     @app.get("/api/dataset/flags")
     def api_flags(path: str, start: int = 0, count: int = 50, chunk_size: int = datasets.DEFAULT_CHUNK):
-        ds = lerobot_at(path)
+        kind, ds = source_at(path)
         count = max(0, min(count, 500))
+        if kind != "lerobot":
+            chosen = ds.episodes[max(0, start) : max(0, start) + count]
+            return {"flags": [skills.episode_flags(ds, e.index, chunk_size) for e in chosen]}
         indices = range(max(0, start), min(len(ds.episodes), max(0, start) + count))
         return {"flags": [datasets.episode_flags(ds, i, chunk_size, cache) for i in indices]}
 
     @app.get("/api/dataset/episode")
     def api_episode(path: str, episode: int, chunk_size: int = datasets.DEFAULT_CHUNK):
-        ds = lerobot_at(path)
+        kind, ds = source_at(path)
+        if kind != "lerobot":
+            return skill_episode(ds, episode, chunk_size)
         try:
             flags = datasets.episode_flags(ds, episode, chunk_size, cache)
         except IndexError as err:
@@ -297,11 +342,36 @@ def create_app(
             )
         return data
 
+    def skill_episode(skill: skills.Skill, episode: int, chunk_size: int) -> dict:
+        try:
+            flags = skills.episode_flags(skill, episode, chunk_size)
+        except IndexError as err:
+            raise HTTPException(404, str(err)) from None
+        data: dict = {
+            "flags": flags,
+            "fps": skill.fps,
+            "cameras": skill.camera_names(),
+            "state_names": None,
+            "action_names": skills.action_names(skill),
+            "kind": skill.kind,
+        }
+        if flags.get("error") is None:
+            qpos, action = skills.episode_rows(skill, episode)
+            data.update(
+                timestamp=(np.arange(len(qpos)) / skill.fps).tolist(),
+                state=qpos.tolist(),
+                action=action.tolist(),
+            )
+        return data
+
     @app.get("/api/dataset/frame")
     def api_frame(path: str, episode: int, camera: str, t: int):
-        ds = lerobot_at(path)
+        kind, ds = source_at(path)
         try:
-            img = cache.frame(ds, episode, camera, t)
+            if kind == "lerobot":
+                img = cache.frame(ds, episode, camera, t)
+            else:
+                img = skill_cache.frame(ds, episode, camera, t)
         except (IndexError, KeyError) as err:
             raise HTTPException(404, str(err).strip("'\"")) from None
         return Response(
@@ -312,7 +382,9 @@ def create_app(
 
     @app.post("/api/dataset/delete_episodes", status_code=201)
     def api_delete_episodes(body: dict):
-        ds = lerobot_at(str(body.get("path", "")))
+        kind, ds = source_at(str(body.get("path", "")))
+        if kind != "lerobot":
+            return skill_delete(body, ds)
         drop = curation.check_selection(ds, list(body.get("episodes") or []))
         if not drop:
             raise curation.CurationError(422, "no episodes selected to delete")
@@ -322,8 +394,29 @@ def create_app(
         log.info("deleted episodes %s of %s into new dataset %s", drop, body.get("path"), body.get("target"))
         return {"path": relative_to_root(data_root, target), "deleted": drop, **result}
 
+    def skill_delete(body: dict, skill: skills.Skill) -> dict:
+        drop = skill_curation.check_selection(skill, list(body.get("episodes") or []))
+        if not drop:
+            raise curation.CurationError(422, "no episodes selected to delete")
+        keep = [e.index for e in skill.episodes if e.index not in set(drop)]
+        if not keep:
+            raise curation.CurationError(422, "every episode is selected: the new skill would be empty")
+        target = new_target(body.get("target"))
+        result = skill_curation.write_new_skill(
+            target, [skill_curation.SkillSelection(skill, keep)], [str(body.get("path"))]
+        )
+        log.info("deleted episodes %s of %s into new skill %s", drop, body.get("path"), body.get("target"))
+        return {"path": relative_to_root(data_root, target), "deleted": drop, **result}
+
     @app.post("/api/dataset/edit_tasks", status_code=201)
     def api_edit_tasks(body: dict):
+        kind, _ds = source_at(str(body.get("path", "")))
+        if kind != "lerobot":
+            raise curation.CurationError(
+                422,
+                f"dataset {body.get('path')!r} is a {kind} folder: it has no per-episode task text; edit "
+                "the skill's metadata.json (name, guidelines) with POST /api/skill/metadata",
+            )
         ds = lerobot_at(str(body.get("path", "")))
         task = str(body.get("task") or "").strip()
         if not task:
@@ -343,6 +436,15 @@ def create_app(
         sources = body.get("sources") or []
         if len(sources) < 2:
             raise curation.CurationError(422, "merge needs at least two datasets")
+        opened = [(str(src.get("path", "")), *source_at(str(src.get("path", "")))) for src in sources]
+        kinds = {kind for _p, kind, _ds in opened}
+        if "lerobot" in kinds and len(kinds) > 1:
+            listing = ", ".join(f"{p} ({kind})" for p, kind, _ds in opened)
+            raise curation.CurationError(
+                422, f"datasets are not compatible: LeRobot datasets and skills cannot be merged ({listing})"
+            )
+        if kinds != {"lerobot"}:
+            return skill_merge(sources, opened, body.get("target"))
         selections = []
         for src in sources:
             ds = lerobot_at(str(src.get("path", "")))
@@ -354,6 +456,38 @@ def create_app(
             raise curation.CurationError(422, "datasets are not compatible: " + "; ".join(problems))
         target = new_target(body.get("target"))
         result = curation.write_new_dataset(target, selections, cache)
+        return {"path": relative_to_root(data_root, target), **result}
+
+    def skill_merge(sources: list, opened: list, target_name) -> dict:
+        selections = []
+        for src, (_p, _kind, skill) in zip(sources, opened, strict=True):
+            chosen = src.get("episodes")
+            indices = (
+                skill_curation.check_selection(skill, list(chosen)) if chosen else sorted(skill.by_index)
+            )
+            selections.append(skill_curation.SkillSelection(skill, indices))
+        problems = skill_curation.compatibility_problems([s.skill for s in selections])
+        if problems:
+            raise curation.CurationError(422, "skills are not compatible: " + "; ".join(problems))
+        target = new_target(target_name)
+        result = skill_curation.write_new_skill(target, selections, [p for p, _k, _s in opened])
+        return {"path": relative_to_root(data_root, target), **result}
+
+    @app.post("/api/skill/metadata", status_code=201)
+    def api_skill_metadata(body: dict):
+        """Edit metadata.json (name, guidelines, execution fields) into a NEW copy of the skill."""
+        rel = str(body.get("path", ""))
+        kind, skill = source_at(rel)
+        if kind != "innate":
+            raise curation.CurationError(
+                422, f"dataset {rel!r} is a {kind} folder; metadata.json belongs to Innate skills"
+            )
+        changes = {k: body[k] for k in ("name", "guidelines", "execution") if k in body}
+        skill_curation.edited_metadata(
+            skill.skill_meta or {"name": skill.root.name, "type": "learned", "guidelines": ""}, changes
+        )  # refuse bad values before the target is checked
+        target = new_target(body.get("target"))
+        result = skill_curation.write_edited_skill(skill, target, changes, rel)
         return {"path": relative_to_root(data_root, target), **result}
 
     def new_target(name) -> Path:
@@ -459,6 +593,66 @@ def create_app(
             filename=f"{re.sub(r'[^A-Za-z0-9._-]', '_', id)}.zip",
             background=BackgroundTask(tmp.unlink, missing_ok=True),
         )
+
+    @app.post("/api/run/export_innate")
+    def api_run_export_innate(body: dict):
+        """Export a completed run into an Innate skill under the data root (scripts/export_innate.py)."""
+        run_id = str(body.get("id", ""))
+        output = output_at(run_id)
+        summary = registry.summary(output, run_id)
+        if summary["alive"] or summary["status"] != "completed":
+            raise HTTPException(
+                409, f"run {run_id!r} is {summary['status']}; only a completed run can be exported"
+            )
+        run_dir = runs.run_dir_of(output, runs.read_json(output / "manifest.json"))
+        if run_dir is None:
+            raise HTTPException(409, f"run {run_id!r} has no run directory (checkpoints) yet")
+        checkpoint = str(body.get("checkpoint") or "policy_best.ckpt")
+        available = sorted(p.name for p in run_dir.glob("*.ckpt"))
+        if not runs.CKPT_RE.match(checkpoint) or checkpoint not in available:
+            raise HTTPException(422, f"checkpoint {checkpoint!r} not in the run; it has {available}")
+        skill_rel = str(body.get("skill") or "").strip().rstrip("/")
+        if not skill_rel or skill_rel == ".":
+            raise PathRefused(422, "skill: name the skill directory under the data root")
+        skill_dir = resolve_inside(data_root, skill_rel, "skill", must_exist=False)
+        if skill_dir.exists():
+            kind = datasets.is_dataset_dir(skill_dir) if skill_dir.is_dir() else None
+            empty = skill_dir.is_dir() and not any(skill_dir.iterdir())
+            if kind != "innate" and not empty:
+                what = f"a {kind} folder" if kind else "not an Innate skill (no metadata.json + episodes)"
+                raise PathRefused(
+                    422, f"skill {skill_rel!r} is {what}; export into an Innate skill or a new folder"
+                )
+        else:
+            if not runs.NAME_RE.match(skill_dir.name):
+                raise PathRefused(422, f"skill name {skill_dir.name!r}: use letters, digits, '.', '_' or '-'")
+            curation.writable_parent(skill_dir)
+        if skill_dir.exists() and not os.access(skill_dir, os.W_OK):
+            raise curation.CurationError(403, f"{skill_rel} is not writable by the manager")
+        outcome = runs.export_innate(run_dir, skill_dir, checkpoint, bool(body.get("skip_runtime_check")))
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "skill": skill_rel,
+            "checkpoint": checkpoint,
+            "skip_runtime_check": bool(body.get("skip_runtime_check")),
+            "returncode": outcome["returncode"],
+            "error": outcome["error"],
+            "warnings": outcome["warnings"],
+            "result": outcome["result"],
+        }
+        runs.record_export(output, record)
+        if outcome["returncode"] != 0:
+            log.warning("export of run %s into %s refused: %s", run_id, skill_rel, outcome["error"])
+            status = 422 if outcome["returncode"] == 2 else 500
+            raise HTTPException(status, f"export refused: {outcome['error']}")
+        result = outcome["result"] or {}
+        files = [
+            relative_to_root(data_root, Path(result[k]))
+            for k in ("weights", "stats", "metadata", "metadata_backup", "export_info")
+            if result.get(k)
+        ]
+        log.info("exported run %s into skill %s: %s", run_id, skill_rel, files)
+        return {"skill": skill_rel, "files": files, "result": result, "warnings": outcome["warnings"]}
 
     # ------------------------------------------------------------------ API: server log
 

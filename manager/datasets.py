@@ -32,8 +32,9 @@ from lerobot_bridge.dataset import (
     select_cameras,
 )
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.innate import detect_input_kind, recorded_episodes
+from lerobot_bridge.innate import detect_input_kind
 from lerobot_bridge.parquet_io import read_episode_rows
+from manager.skills import skill_card
 
 log = logging.getLogger("manager.datasets")
 
@@ -152,47 +153,11 @@ def dataset_card(path: Path, kind: str, rel: str, used_by: list[str]) -> dict:
                 robot_type=ds.info.get("robot_type"),
             )
         else:
-            episodes, meta = recorded_episodes(path)
-            first = episodes[0] if episodes else None
-            fps = meta.get("data_frequency") if isinstance(meta, dict) else None
-            card.update(
-                version=None,
-                episodes=len(episodes),
-                frames=int(sum(e.length for e in episodes)),
-                fps=fps,
-                cameras=[
-                    {
-                        "key": k,
-                        "name": k.split("/")[-1],
-                        "dtype": "hdf5",
-                        "height": (first.camera_shapes or {}).get(k, (None, None))[0],
-                        "width": (first.camera_shapes or {}).get(k, (None, None))[1],
-                        "codec": None,
-                    }
-                    for k in (first.camera_keys if first else [])
-                ],
-                state_dim=first.state_dim if first else None,
-                action_dim=first.action_dim if first else None,
-                state_names=None,
-                action_names=None,
-                tasks=_innate_tasks(path),
-                robot_type=None,
-            )
+            card.update(skill_card(path))
     except (DatasetError, OSError, ValueError) as err:
         card["error"] = str(err)
     card["size_bytes"] = dir_size(path)
     return card
-
-
-def _innate_tasks(path: Path) -> list[str]:
-    meta = path / "metadata.json"
-    try:
-        data = json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(data, dict):
-        return []
-    return [str(data[k]) for k in ("name", "guidelines") if isinstance(data.get(k), str) and data[k]][:1]
 
 
 def episode_list(ds: LeRobotDataset) -> list[dict]:

@@ -273,6 +273,10 @@ class RunRegistry:
         info["arguments"] = manifest.get("arguments") or {}
         info["command"] = launch.get("argv") or manifest.get("command")
         info["notes"] = manifest.get("notes") or []
+        info["exports"] = read_exports(output)
+        info["checkpoints"] = (
+            sorted(p.name for p in Path(info["run_dir"]).glob("*.ckpt")) if info["run_dir"] else []
+        )
         return info
 
     # --- processes
@@ -365,3 +369,88 @@ class RunRegistry:
 def build_argv(dataset: Path, output: Path, flags: list[str]) -> list[str]:
     cli = Path(cli_module().__file__).resolve()
     return [sys.executable, str(cli), "--input_dir", str(dataset), "--output_dir", str(output), *flags]
+
+
+# ---------------------------------------------------------------------------------------------
+# export to an Innate skill: the project's exporter, run as its CLI
+
+EXPORTS_FILE = "manager_exports.jsonl"  # in an OUTPUT folder: every export started from the manager
+CKPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.ckpt$")
+EXPORT_TIMEOUT = 600
+
+
+def export_script() -> Path:
+    return Path(cli_module().__file__).resolve().parent / "scripts" / "export_innate.py"
+
+
+def export_innate(run_dir: Path, skill_dir: Path, checkpoint: str, skip_runtime_check: bool) -> dict:
+    """Run `scripts/export_innate.py --run_dir RUN --skill_dir SKILL --checkpoint C` (an argv list)
+    and return {"returncode", "result" (its JSON on success), "error", "warnings", "argv"}."""
+    script = export_script()
+    if not script.is_file():
+        raise FileNotFoundError(f"{script}: the exporter script is not there (a checkout is needed)")
+    argv = [
+        sys.executable,
+        str(script),
+        "--run_dir",
+        str(run_dir),
+        "--skill_dir",
+        str(skill_dir),
+        "--checkpoint",
+        checkpoint,
+    ]
+    if skip_runtime_check:
+        argv.append("--skip_runtime_check")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(  # noqa: S603 - argv list, paths checked by the caller
+            argv,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=EXPORT_TIMEOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "returncode": None,
+            "result": None,
+            "error": f"the exporter did not finish within {EXPORT_TIMEOUT} s",
+            "warnings": [],
+            "argv": argv,
+        }
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    warnings = [line.removeprefix("warning: ") for line in lines if line.startswith("warning: ")]
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    result = None
+    if proc.returncode == 0:
+        try:
+            result = json.loads(proc.stdout)
+        except ValueError:
+            result = {"output": proc.stdout}
+    error = None
+    if proc.returncode != 0:
+        error = "; ".join(errors) or "\n".join(lines[-20:]) or f"exit code {proc.returncode}"
+    log.info(
+        "export of %s into %s: exit %s in %.1f s",
+        run_dir,
+        skill_dir,
+        proc.returncode,
+        time.perf_counter() - t0,
+    )
+    return {
+        "returncode": proc.returncode,
+        "result": result,
+        "error": error,
+        "warnings": warnings,
+        "argv": argv,
+    }
+
+
+def record_export(output: Path, record: dict) -> None:
+    with (output / EXPORTS_FILE).open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def read_exports(output: Path) -> list[dict]:
+    return read_metrics(output / EXPORTS_FILE)

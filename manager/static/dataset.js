@@ -5,8 +5,9 @@ const path = table ? table.dataset.path : null;
 const result = document.getElementById("curation-result");
 
 function flagText(f) {
-  if (f.error) return [`<span class="flag bad" title="${escapeHtml(f.error)}">${f.nan ? "NaN/Inf" : "unreadable"}</span>`];
-  const out = [];
+  const failed = f.failed ? [`<span class="flag warn" title="marked failed in data/dataset_metadata.json: training skips it">marked failed</span>`] : [];
+  if (f.error) return [...failed, `<span class="flag bad" title="${escapeHtml(f.error)}">${f.nan ? "NaN/Inf" : "unreadable"}</span>`];
+  const out = [...failed];
   if (f.idle_start) out.push(`<span class="flag">idle start ${f.idle_start}</span>`);
   if (f.idle_end) out.push(`<span class="flag">idle end ${f.idle_end}</span>`);
   if (f.frozen_actions) out.push(`<span class="flag bad">frozen actions</span>`);
@@ -43,7 +44,9 @@ async function submit(event, url, payload) {
   show(true, "writing the new dataset (decoding every kept episode through the bridge) …");
   try {
     const body = await api(url, { json: payload });
-    show(true, `wrote <a id="new-dataset-link" href="/dataset?${q({ path: body.path })}">${escapeHtml(body.path)}</a> (${body.episodes} episodes)`);
+    const what = body.episodes !== undefined ? `${body.episodes} episodes` : `changed: ${Object.keys(body.changed || {}).join(", ")}`;
+    const notes = (body.notes || []).map((n) => `<br><span class="muted">${escapeHtml(n)}</span>`).join("");
+    show(true, `wrote <a id="new-dataset-link" href="/dataset?${q({ path: body.path })}">${escapeHtml(body.path)}</a> (${escapeHtml(what)})${notes}`);
   } catch (err) { show(false, escapeHtml(err.message)); }
 }
 
@@ -58,9 +61,29 @@ if (table) {
     if (!episodes.length) { e.preventDefault(); show(false, "select the episodes to delete first"); return; }
     submit(e, "/api/dataset/delete_episodes", { path, episodes, target: document.getElementById("delete-target").value });
   });
-  document.getElementById("task-form").addEventListener("submit", (e) => submit(e, "/api/dataset/edit_tasks", {
+  const taskForm = document.getElementById("task-form");
+  if (taskForm) taskForm.addEventListener("submit", (e) => submit(e, "/api/dataset/edit_tasks", {
     path, episodes: selected(), task: document.getElementById("task-text").value, target: document.getElementById("task-target").value,
   }));
+  const metaForm = document.getElementById("metadata-form");
+  if (metaForm) metaForm.addEventListener("submit", (e) => {
+    // only the fields that changed are sent; the server refuses a request that changes nothing
+    const payload = { path, target: document.getElementById("meta-target").value };
+    for (const [id, key] of [["meta-name", "name"], ["meta-guidelines", "guidelines"]]) {
+      const el = document.getElementById(id);
+      if (el.value !== el.defaultValue) payload[key] = el.value;
+    }
+    const execution = {};
+    for (const el of metaForm.querySelectorAll("input.exec")) {
+      if (el.value === el.defaultValue) continue;
+      const v = el.value.trim(), type = el.dataset.type;
+      if (type === "list") execution[el.dataset.key] = v ? v.split(/[\s,]+/).filter(Boolean).map(Number) : [];
+      else if (!v) execution[el.dataset.key] = null;
+      else execution[el.dataset.key] = type === "str" ? v : Number(v);
+    }
+    if (Object.keys(execution).length) payload.execution = execution;
+    submit(e, "/api/skill/metadata", payload);
+  });
   document.getElementById("merge-form").addEventListener("submit", (e) => {
     const others = document.getElementById("merge-others").value.split(",").map((s) => s.trim()).filter(Boolean);
     const sel = selected();

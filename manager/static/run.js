@@ -16,6 +16,7 @@ function render(summary) {
   root.dataset.status = summary.status;
   document.getElementById("eta").textContent = summary.eta_seconds ? `ETA ${formatSeconds(summary.eta_seconds)}` : "";
   document.getElementById("stop").disabled = !summary.alive;
+  document.getElementById("export-button").disabled = summary.alive || summary.status !== "completed";
   document.getElementById("resume").disabled = summary.alive || summary.status === "completed";
   document.getElementById("files").textContent = (summary.artifacts || []).join(", ");
   const b = summary.best;
@@ -63,5 +64,21 @@ document.getElementById("stop").addEventListener("click", async () => {
 });
 document.getElementById("resume").addEventListener("click", async () => {
   try { await api(`/api/run/resume?${q({ id })}`, { method: "POST" }); } catch (err) { alert(err.message); }
+});
+function escapeHtml(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
+
+document.getElementById("export-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const out = document.getElementById("export-result");
+  out.className = "result ok"; out.textContent = "exporting …";
+  try {
+    const body = await api("/api/run/export_innate", { json: {
+      id, skill: document.getElementById("export-skill").value,
+      checkpoint: document.getElementById("export-checkpoint").value,
+      skip_runtime_check: document.getElementById("export-skip").checked,
+    } });
+    const warn = body.warnings.map((w) => `<br><span class="flag warn">${escapeHtml(w)}</span>`).join("");
+    out.innerHTML = `exported into <a href="/dataset?${q({ path: body.skill })}">${escapeHtml(body.skill)}</a>: ${body.files.map(escapeHtml).join(", ")}${warn}`;
+  } catch (err) { out.className = "result error"; out.textContent = err.message; }
 });
 poll();
