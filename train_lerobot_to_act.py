@@ -52,6 +52,7 @@ from act.run_setup import (  # noqa: F401 - untrained_hold_note, convert_input: 
     validate_args,
 )
 from lerobot_bridge import DatasetError
+from lerobot_bridge.options import add_conversion_flags
 
 log = logging.getLogger("train_act")
 
@@ -118,41 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "actions")
 
     bridge = p.add_argument_group("data bridge (LeRobot -> ACT HDF5)")
-    bridge.add_argument("--camera_keys", nargs="+", default=None,
-                        help="LeRobot camera features to use, in order (space or comma separated); default: "
-                        "every video/image feature in info.json order")
-    bridge.add_argument("--camera_names", nargs="+", default=None,
-                        help="ACT camera names for --camera_keys (same count); default: the last dotted part "
-                        "of each key")
-    bridge.add_argument("--episode_len", type=int, default=0,
-                        help="0 keeps each episode's length; N truncates to N frames or pads by repeating "
-                        "the last frame")
-    bridge.add_argument("--idle_threshold", type=float, default=1e-4,
-                        help="trim idle frames at episode start/end (max abs action change below this); "
-                        "0 = off")
-    bridge.add_argument("--max_episodes", type=int, default=0, help="use the first N episodes (0 = all)")
-    bridge.add_argument("--episodes", default=None,
-                        help="source episode indices to use, e.g. 0-9,12,20-24 (default: all); applied "
-                        "before --max_episodes")
-    bridge.add_argument("--exclude_episodes", default=None,
-                        help="source episode indices to leave out, e.g. 3,17 or 40-49")
-    bridge.add_argument("--convert_workers", type=int, default=0,
-                        help="conversion processes (0 = one per CPU)")
-    bridge.add_argument("--color_order", default="auto", choices=("auto", "rgb", "bgr"),
-                        help="channel order of Innate / ACT HDF5 frames: auto = BGR for an Innate recorder "
-                        "skill (observations/ layout), RGB for the documented top-level layout and for plain "
-                        "ACT HDF5 folders (LeRobot videos are always RGB)")
-    bridge.add_argument("--storage", default="jpeg", choices=("jpeg", "raw"),
-                        help="how converted frames are stored: jpeg = ALOHA's compressed layout "
-                        "(act-plus-plus reads it; about 2.4x the source video at 480x640, decoded by the "
-                        "loader), raw = upstream ACT's (T, H, W, 3) uint8 (921,600 bytes a 480x640 frame)")
-    bridge.add_argument("--jpeg_quality", type=int, default=75,
-                        help="libjpeg quality 1..100 of --storage jpeg (75: 1.45 mean grey levels of error, "
-                        "measured; 90: 1.5x the bytes)")
-    bridge.add_argument("--image_size", default=None,
-                        help="HxW, e.g. 240x320 or 224x224: resize every camera's frames at conversion "
-                        "(area averaging, as Innate's runtime); inference resizes to it too. Default: as "
-                        "recorded")
+    add_conversion_flags(bridge, storage_default="jpeg")
     bridge.add_argument("--convert_dir", default=None,
                         help="conversion cache shared by runs: each dataset + conversion options is "
                         "converted once into DIR/<fingerprint>/ and reused by later runs; runs never "

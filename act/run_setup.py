@@ -49,18 +49,25 @@ NON_DEFINING_ARGS = {
 }
 
 
-def _split_list(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
-    return out or None
-
-
 def validate_args(args: argparse.Namespace, cuda_device_count: int,
                   launcher: LauncherEnv | None = None) -> LaunchPlan:
     """Every check that needs no data; raises UsageError with the fix."""
-    args.camera_keys = _split_list(args.camera_keys)
-    args.camera_names = _split_list(args.camera_names)
+    from lerobot_bridge.options import ConversionOptions
+
+    try:  # the conversion flags, checked by the conversion's own options object
+        conversion = ConversionOptions.from_args(args)
+    except DatasetError as e:
+        raise UsageError(str(e)) from e
+    args.camera_keys, args.camera_names = conversion.camera_keys, conversion.camera_names
+    args.episodes, args.exclude_episodes = conversion.episodes, conversion.exclude_episodes
+    args.image_size = "x".join(map(str, conversion.image_size)) if conversion.image_size else None
+    if args.camera_names and not args.camera_keys:
+        raise UsageError("--camera_names needs --camera_keys (one name per key, same order)")
+    if args.camera_keys and args.camera_names and len(args.camera_keys) != len(args.camera_names):
+        raise UsageError(f"--camera_keys has {len(args.camera_keys)} entries and --camera_names "
+                         f"{len(args.camera_names)}: give one name per key")
+    if args.camera_names and len(set(args.camera_names)) != len(args.camera_names):
+        raise UsageError(f"--camera_names must be unique (got {args.camera_names})")
     if args.policy_class != "ACT":
         raise UsageError(f"--policy_class {args.policy_class}: not supported; supported: "
                          f"{', '.join(SUPPORTED_POLICIES)}")
@@ -93,26 +100,10 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int,
                  "val_interval", "log_interval", "val_samples"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name} must be >= 0 (got {getattr(args, name)})")
-    if args.idle_threshold < 0:
-        raise UsageError(f"--idle_threshold must be >= 0 (got {args.idle_threshold})")
-    if args.camera_names and not args.camera_keys:
-        raise UsageError("--camera_names needs --camera_keys (one name per key, same order)")
-    if args.camera_keys and args.camera_names and len(args.camera_keys) != len(args.camera_names):
-        raise UsageError(f"--camera_keys has {len(args.camera_keys)} entries and --camera_names "
-                         f"{len(args.camera_names)}: give one name per key")
-    if args.camera_names and len(set(args.camera_names)) != len(args.camera_names):
-        raise UsageError(f"--camera_names must be unique (got {args.camera_names})")
     if args.resume and args.fresh:
         raise UsageError("--resume and --fresh contradict each other: pick one")
     if args.run_name != "auto" and not re.fullmatch(r"[A-Za-z0-9._-]+", args.run_name):
         raise UsageError(f"--run_name {args.run_name!r}: use letters, digits, '.', '_' and '-' only")
-    if args.image_size is not None:
-        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(args.image_size))
-        if not match or min(int(match.group(1)), int(match.group(2))) < 1:
-            raise UsageError(f"--image_size {args.image_size}: expected HxW with H, W >= 1 (e.g. 224x224)")
-        args.image_size = f"{int(match.group(1))}x{int(match.group(2))}"
-    if not 1 <= args.jpeg_quality <= 100:
-        raise UsageError(f"--jpeg_quality must be in 1..100 (got {args.jpeg_quality})")
     for name in ("input_dir", "output_dir"):
         if not getattr(args, name):
             raise UsageError(f"--{name} is required (the container's entrypoint passes /data/input and "
@@ -124,13 +115,6 @@ def validate_args(args: argparse.Namespace, cuda_device_count: int,
     check_paths_apart(Path(args.input_dir), Path(args.output_dir))
     if args.convert_dir:
         check_cache_apart(Path(args.input_dir), Path(args.output_dir), Path(args.convert_dir))
-    from lerobot_bridge.selection import parse_episode_spec
-
-    try:
-        args.episodes = parse_episode_spec(args.episodes, "--episodes")
-        args.exclude_episodes = parse_episode_spec(args.exclude_episodes, "--exclude_episodes")
-    except ValueError as e:
-        raise UsageError(str(e)) from e
     if args.warmup_steps < 0:
         raise UsageError(f"--warmup_steps must be >= 0 (got {args.warmup_steps})")
     if args.init_from is not None:
@@ -246,27 +230,14 @@ class ConversionPlan:
 def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
     """Validate the input's metadata and compute the converter's fingerprint; DatasetError if bad."""
     from lerobot_bridge.innate import detect_input_kind
+    from lerobot_bridge.options import ConversionOptions
 
     input_dir = Path(args.input_dir)
     if not input_dir.is_dir():
         raise DatasetError(f"{input_dir}: input directory does not exist; mount or pass a LeRobot dataset "
                            "root (the folder holding meta/info.json) with --input_dir")
     kind = detect_input_kind(input_dir)
-    options = {"episode_len": args.episode_len, "idle_threshold": args.idle_threshold,
-               "max_episodes": args.max_episodes, "camera_keys": args.camera_keys,
-               "camera_names": args.camera_names}
-    if args.episodes is not None or args.exclude_episodes is not None:
-        options.update(episodes=args.episodes, exclude_episodes=args.exclude_episodes)
-    if args.storage != "raw" or args.image_size:  # the default (raw, source size) stays unfingerprinted
-        options.update(storage=args.storage, jpeg_quality=args.jpeg_quality)
-    if args.image_size:
-        options["image_size"] = tuple(int(v) for v in args.image_size.split("x"))
-    if kind == "lerobot":
-        if args.color_order != "auto":
-            raise UsageError(f"{input_dir} is a LeRobot dataset: --color_order applies to Innate skills and "
-                             "ACT HDF5 folders only (LeRobot frames are RGB)")
-    else:
-        options["color_order"] = args.color_order
+    options = ConversionOptions.from_args(args).converter_kwargs(kind)
     return ConversionPlan(kind, options, _converter(kind).conversion_fingerprint(input_dir, **options))
 
 

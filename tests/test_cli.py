@@ -183,7 +183,7 @@ def test_innate_only_options_on_a_lerobot_dataset_exit_2(tmp_path, capsys, fixtu
     out = tmp_path / "out"
     rc = cli.main(["--input_dir", str(fixtures_dir / "so100_v30_video"), "--output_dir", str(out),
                    "--gpus", "cpu", "--color_order", "bgr"])
-    assert rc == 2 and "applies to Innate skills and ACT HDF5 folders only" in capsys.readouterr().err
+    assert rc == 2 and "applies to Innate / ACT HDF5 inputs only" in capsys.readouterr().err
     assert not out.exists()
 
 
