@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from act.augment import AugmentConfig
@@ -36,6 +35,7 @@ from act.distributed import (
 from act.errors import InsufficientSpaceError
 from act.manifest import Manifest, sha256_file
 from lerobot_bridge.atomic_io import atomic_write_json
+from lerobot_bridge.dispatch import ConversionPlan, reusable_conversion
 from lerobot_bridge.errors import DatasetError
 
 log = logging.getLogger("train_act")
@@ -218,35 +218,12 @@ def check_cache_apart(input_dir: Path, output_dir: Path, cache_dir: Path) -> Non
                              "folder of its own (e.g. OUT/conversion_cache or a shared disk)")
 
 
-@dataclass
-class ConversionPlan:
-    """What converting the input will be, known from its metadata alone (nothing written)."""
-
-    kind: str  # "lerobot" | "innate" | "act_hdf5"
-    options: dict
-    fingerprint: str
-
-
 def plan_conversion(args: argparse.Namespace) -> ConversionPlan:
     """Validate the input's metadata and compute the converter's fingerprint; DatasetError if bad."""
-    from lerobot_bridge.innate import detect_input_kind
+    from lerobot_bridge.dispatch import plan_conversion as plan
     from lerobot_bridge.options import ConversionOptions
 
-    input_dir = Path(args.input_dir)
-    if not input_dir.is_dir():
-        raise DatasetError(f"{input_dir}: input directory does not exist; mount or pass a LeRobot dataset "
-                           "root (the folder holding meta/info.json) with --input_dir")
-    kind = detect_input_kind(input_dir)
-    options = ConversionOptions.from_args(args).converter_kwargs(kind)
-    return ConversionPlan(kind, options, _converter(kind).conversion_fingerprint(input_dir, **options))
-
-
-def _converter(kind: str):
-    if kind == "lerobot":
-        from lerobot_bridge import convert
-        return convert
-    from lerobot_bridge import innate
-    return innate
+    return plan(args.input_dir, ConversionOptions.from_args(args))
 
 
 def convert_input(args: argparse.Namespace, conv_dir: Path, plan: ConversionPlan) -> tuple[object, bool]:
@@ -269,28 +246,10 @@ def convert_input(args: argparse.Namespace, conv_dir: Path, plan: ConversionPlan
     return run_converter(args, conv_dir, plan), False
 
 
-def reusable_conversion(conv_dir: Path, fingerprint: str):
-    """The ConversionResult in conv_dir when it is complete and of this fingerprint, else None.
-    Read relative to conv_dir: a cache entry is written under a temporary name, then renamed."""
-    from lerobot_bridge.types import ConversionResult
-
-    try:
-        earlier = ConversionResult.from_dict(json.loads((conv_dir / "conversion.json").read_text()))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        return None
-    earlier.output_dir = str(conv_dir)
-    if earlier.fingerprint == fingerprint and all(p.exists() for p in earlier.hdf5_paths):
-        return earlier
-    return None
-
-
 def run_converter(args: argparse.Namespace, out_dir: Path, plan: ConversionPlan):
-    converter = _converter(plan.kind)
-    if plan.kind == "lerobot":
-        return converter.convert_dataset(Path(args.input_dir), out_dir, workers=args.convert_workers,
-                                         **plan.options)
-    log.info("input is %s (no meta/info.json): converting with the Innate / ACT HDF5 importer", plan.kind)
-    return converter.convert_innate(Path(args.input_dir), out_dir, **plan.options)
+    from lerobot_bridge.dispatch import run_conversion
+
+    return run_conversion(plan, out_dir, workers=args.convert_workers)
 
 
 def cache_entry(cache_dir: str | Path, fingerprint: str) -> Path:
@@ -351,10 +310,11 @@ def check_free_space(args: argparse.Namespace, target: Path, plan: ConversionPla
     estimates an upper bound on its bytes from the metadata (and a few encoded frames for JPEG)."""
     if args.skip_space_check:
         return
-    estimate = getattr(_converter(plan.kind), "estimate_conversion_bytes", None)
-    if estimate is None:
+    from lerobot_bridge.dispatch import estimate_conversion_bytes
+
+    needed = estimate_conversion_bytes(plan)
+    if needed is None:
         return
-    needed = estimate(Path(args.input_dir), **plan.options)
     probe = target
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
