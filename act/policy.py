@@ -279,8 +279,13 @@ def convert_source_episodes(manifest: dict, source_indices: list[int], out_dir: 
     if kind != "lerobot":
         from lerobot_bridge.innate import convert_innate
 
-        if frame["storage"] != "raw" or frame["image_size"]:
-            options.update(frame)
+        # The importer's extra.image_size is the stored size even when nothing was resized: the
+        # option it was given is in extra.options.
+        asked = (extra.get("options") or {}).get("image_size")
+        frame["image_size"] = tuple(asked) if asked else None
+        options.update({k: v for k, v in frame.items() if v is not None})
+        if frame["storage"] == "raw":
+            options.pop("jpeg_quality")
         result = convert_innate(dataset_path, out_dir, progress=False, **options)
         paths = dict(zip((e.source_index for e in result.episodes), result.hdf5_paths, strict=True))
         return {i: paths[i] for i in source_indices}

@@ -76,6 +76,9 @@ import h5py
 import numpy as np
 
 from lerobot_bridge.convert import (
+    EPISODE_FILE_OVERHEAD,
+    JPEG_SAMPLE_FRAMES,
+    JPEG_SIZE_MARGIN,
     EpisodeProgress,
     check_conversion_options,
     discard_outputs,
@@ -83,7 +86,8 @@ from lerobot_bridge.convert import (
     save_result,
 )
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.hdf5_writer import EpisodeWriter, remove_stale_episodes
+from lerobot_bridge.frame_codec import DEFAULT_JPEG_QUALITY, JpegEncoder
+from lerobot_bridge.hdf5_writer import STORAGE_MODES, EpisodeWriter, remove_stale_episodes
 from lerobot_bridge.parquet_io import first_non_finite
 from lerobot_bridge.selection import select_episodes
 from lerobot_bridge.types import ConversionResult, EpisodeReport
@@ -474,10 +478,15 @@ def _write_episode(
     bgr_to_rgb: bool,
     image_size: tuple[int, int] | None,
     attrs: dict,
+    storage: str = "raw",
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
 ) -> None:
-    """Stream one source episode into `out_path` through the bridge's atomic EpisodeWriter."""
+    """Stream one source episode into `out_path` through the bridge's atomic EpisodeWriter
+    (frames resized here, then stored raw or as JPEG rows by the writer)."""
     contiguous = bool(np.all(np.diff(rows) == 1))
-    with h5py.File(ep.path, "r") as src, EpisodeWriter(out_path, int(rows.size), sim=True, attrs=attrs) as w:
+    writer = EpisodeWriter(out_path, int(rows.size), sim=True, attrs=attrs, storage=storage,
+                           jpeg_quality=jpeg_quality)
+    with h5py.File(ep.path, "r") as src, writer as w:
         qpos = src[ep.qpos_key][:][rows]
         qvel = src[ep.qvel_key][:][rows] if ep.qvel_key else None
         w.write_lowdim(qpos=qpos, action=src[ep.action_key][:, action_cols][rows], qvel=qvel)
@@ -538,9 +547,15 @@ def _plan(
     image_size: tuple[int, int] | None = None,
     episodes: list[int] | None = None,
     exclude_episodes: list[int] | None = None,
+    storage: str = "raw",
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
 ) -> _Plan:
     """Check the input and decide what to convert; the arguments are convert_innate's."""
     check_conversion_options(episode_len, max_episodes, idle_threshold)
+    if storage not in STORAGE_MODES:
+        raise DatasetError(f"storage must be one of {', '.join(STORAGE_MODES)}, got {storage!r}")
+    if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 100:
+        raise DatasetError(f"jpeg_quality must be an integer in 1..100, got {jpeg_quality!r}")
     root = Path(input_dir)
     kind = detect_input_kind(root)
     if kind == "lerobot":
@@ -651,6 +666,8 @@ def _plan(
     )
     if selection is not None:  # only when given, so earlier conversions' fingerprints stay valid
         options["selection"] = selection
+    if storage != "raw":  # likewise: raw frames fingerprint as before the option existed
+        options.update(storage=storage, jpeg_quality=int(jpeg_quality))
     return _Plan(
         root=root,
         kind=kind,
@@ -675,6 +692,38 @@ def conversion_fingerprint(input_dir: str | Path, **options) -> str:
     return _plan(input_dir, **options).fingerprint()
 
 
+def estimate_conversion_bytes(input_dir: str | Path, **options) -> int:
+    """An upper bound on the bytes `convert_innate(input_dir, out, **options)` writes, from the
+    files' headers (as `convert.estimate_conversion_bytes`): every kept episode's length (or
+    episode_len) times the kept cameras; raw frames H x W x 3 at the stored size, JPEG rows the
+    largest of JPEG_SAMPLE_FRAMES encoded frames of the first episode times JPEG_SIZE_MARGIN; plus
+    qpos, qvel and action as float32 and EPISODE_FILE_OVERHEAD per episode."""
+    options = {k: v for k, v in options.items() if k != "progress"}
+    plan = _plan(input_dir, **options)
+    if not plan.episodes:
+        return 0
+    episode_len = int(options.get("episode_len", 0) or 0)
+    frames = episode_len * len(plan.episodes) if episode_len > 0 else sum(ep.length for ep in plan.episodes)
+    image_size = options.get("image_size")
+    first = plan.episodes[0]
+    per_camera_frame = 0
+    for key in first.camera_keys:
+        shape = (first.camera_shapes or {}).get(key, first.image_shape)
+        h, w = tuple(image_size) if image_size else shape
+        if options.get("storage", "raw") == "jpeg":
+            quality = int(options.get("jpeg_quality", DEFAULT_JPEG_QUALITY))
+            with h5py.File(first.path, "r") as src:
+                sample = src[key][: min(JPEG_SAMPLE_FRAMES, first.length)]
+            sample = resize_area(np.ascontiguousarray(sample), (h, w))
+            encoder = JpegEncoder(h, w, quality)
+            largest = max(len(encoder.encode(np.ascontiguousarray(f))) for f in sample)
+            per_camera_frame += int(np.ceil(largest * JPEG_SIZE_MARGIN))
+        else:
+            per_camera_frame += h * w * 3
+    lowdim = 4 * (2 * first.state_dim + first.action_dim)
+    return int(frames * (per_camera_frame + lowdim) + EPISODE_FILE_OVERHEAD * len(plan.episodes))
+
+
 def convert_innate(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -690,6 +739,8 @@ def convert_innate(
     image_size: tuple[int, int] | None = None,
     episodes: list[int] | None = None,
     exclude_episodes: list[int] | None = None,
+    storage: str = "raw",
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     progress: bool | None = None,
 ) -> ConversionResult:
     """Convert an Innate skill directory or a folder of upstream-ACT episodes.
@@ -702,6 +753,8 @@ def convert_innate(
         recorder "observations" layout BGR, documented "top_level" layout RGB, plain upstream-ACT
         folders RGB); "rgb" / "bgr" force one order. The output is always RGB.
     image_size: (height, width) to resize every frame to (area averaging); None keeps it.
+    storage: "raw" (upstream ACT's (T, H, W, 3) uint8) or "jpeg" (ALOHA's compressed rows at
+        `jpeg_quality`), as `convert_dataset`.
     episodes / exclude_episodes: source episode indices to keep / drop (lerobot_bridge.selection),
         applied before max_episodes.
     progress: a tqdm bar (True), log lines (False), or None = bar only on a terminal.
@@ -720,6 +773,8 @@ def convert_innate(
         image_size=image_size,
         episodes=episodes,
         exclude_episodes=exclude_episodes,
+        storage=storage,
+        jpeg_quality=jpeg_quality,
     )
     root, kind, color_by_layout = plan.root, plan.kind, plan.color_by_layout
     meta_path, meta, skipped = plan.meta_path, plan.meta, plan.skipped
@@ -781,6 +836,8 @@ def convert_innate(
                     rows=rows,
                     bgr_to_rgb=color_by_layout[ep.layout][0] == "bgr",
                     image_size=image_size,
+                    storage=storage,
+                    jpeg_quality=jpeg_quality,
                     attrs={
                         "source_file": str(ep.path),
                         "source_episode_index": ep.index,
@@ -841,6 +898,8 @@ def convert_innate(
             "converted_bgr_to_rgb": any(order == "bgr" for order, _ in color_by_layout.values()),
             "image_size": [h, w],
             "source_image_size": list(first.image_shape),
+            "storage": storage,
+            "jpeg_quality": int(jpeg_quality) if storage == "jpeg" else None,
             "action_extra_columns": {
                 "found": extra_found,
                 "kept": extra_found and keep_extra_action_columns,

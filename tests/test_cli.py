@@ -131,7 +131,8 @@ def test_innate_input_keeps_the_cameras_named_by_camera_keys(tmp_path):
     src = write_skill(tmp_path / "skill", "observations", [9, 9])
     args = cli.build_parser().parse_args(["--input_dir", str(tmp_path / "skill"), "--gpus", "cpu",
                                           "--output_dir", str(tmp_path / "out"),
-                                          "--camera_keys", "camera_2", "--camera_names", "arm"])
+                                          "--camera_keys", "camera_2", "--camera_names", "arm",
+                                          "--storage", "raw"])  # exact frames to compare
     cli.validate_args(args, 0)
     result, reused = cli.convert_input(args, tmp_path / "conv", cli.plan_conversion(args))
     assert not reused and result.cameras == {"observations/images/camera_2": "arm"}
