@@ -9,6 +9,11 @@ Fault tolerance: SIGTERM/SIGINT set a flag; the step in flight finishes, every r
 stop at the same step, rank 0 writes `policy_last.ckpt` and `resume_state.pt` (weights,
 optimizer, every rank's RNG state, position in the sampling stream, best so far) and the run
 exits non-zero. Running the same command again continues bit-for-bit on the same stream.
+
+Where things are: `train()` below reads top to bottom (build, then one loop over every step);
+the state that survives a preemption is `act.train_state.TrainState` (the one place
+resume_state.pt is written and read); everything recorded (metrics.jsonl, log lines, the plot,
+the manifest, trackers, training_complete.json) is `act.recording.Recorder`.
 """
 
 from __future__ import annotations
@@ -17,8 +22,6 @@ import json
 import logging
 import math
 import signal
-import sys
-import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,7 +31,6 @@ import numpy as np
 import torch
 
 from act.augment import AugmentConfig, augment_images, step_generator
-from act.checkpoint import atomic_torch_save
 from act.config import ACTConfig
 from act.data import (
     ACTEpisodeDataset,
@@ -39,20 +41,25 @@ from act.data import (
     validation_samples,
 )
 from act.distributed import DistContext
-from act.errors import NonFiniteLossError, ResumeStateError, describe_write_failure
-from act.manifest import Manifest, now_iso
-from act.plot import write_loss_curves
+from act.errors import NonFiniteLossError, describe_write_failure
+from act.recording import (  # noqa: F401 - read_metrics, format_eta: their old home, kept importable
+    COMPLETE_NAME,
+    METRICS_NAME,
+    PLOT_NAME,
+    Recorder,
+    format_eta,
+    read_metrics,
+)
 from act.schedule import lr_factor
-from act.tracking import Trackers
+from act.train_state import TrainState, rng_state, set_rng_state  # noqa: F401 - set_rng_state: old home
 from lerobot_bridge.atomic_io import atomic_write_text
 
 log = logging.getLogger("train_act")
 
 PREPARED_NAME = "prepared.json"
-RESUME_NAME = "resume_state.pt"
-COMPLETE_NAME = "training_complete.json"
-METRICS_NAME = "metrics.jsonl"
-PLOT_NAME = "loss_curves.png"
+RESUME_NAME = "resume_state.pt"  # act.train_state.TrainState.save / load
+LAST_NAME = "policy_last.ckpt"
+BEST_NAME = "policy_best.ckpt"
 VAL_SEED = 1234  # validation's CVAE noise is the same every time, and never touches training RNG
 WEIGHT_DECAY = 1e-4  # upstream
 
@@ -154,44 +161,8 @@ def resolve_amp_dtype(precision: str, device: torch.device) -> torch.dtype | Non
     return None
 
 
-def rng_state() -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
 def epoch_checkpoint_name(epoch: int, seed: int) -> str:
     return f"policy_epoch_{epoch}_seed_{seed}.ckpt"
-
-
-def read_metrics(path: Path, max_step: int | None = None) -> list[dict]:
-    """metrics.jsonl rows (skipping a torn last line), optionally only up to a step (resume)."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if max_step is None or row.get("step", 0) <= max_step:
-                rows.append(row)
-    return rows
-
-
-def format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,404 +267,308 @@ def baseline_verdict(best: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# Building a run: model, optimizer, data
 
 
-def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
+def build_model(cfg: ACTConfig, prep: PreparedRun, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The policy on its device, with the parameters the loss never reaches frozen (DDP needs
+    every trainable parameter to get a gradient), and the manifest's "model" section."""
     from act.act_policy import build_policy
-    from act.checkpoint import save_checkpoint
-    from act.stats import load_stats
 
-    run_dir = Path(prep.run_dir)
-    device = ctx.device
-    amp_dtype = resolve_amp_dtype(prep.precision, device)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
-    main = ctx.is_main
-
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest conv kernels once
-    # Different dropout / CVAE noise per rank; the data stream is shared (see EpochBatchSampler).
-    torch.manual_seed(prep.seed + ctx.rank)
-    cfg = ACTConfig.load_json(run_dir / "policy_config.json")
-    policy, backbone_pretrained = build_policy(cfg, prep.backbone_weights)
+    policy, backbone_pretrained = build_policy(cfg, prep.backbone_weights)  # consumes the torch RNG (init)
     frozen = policy.freeze_unused_parameters()
     policy.to(device)
-    n_params = sum(p.numel() for p in policy.parameters())
-    n_trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    optimizer = torch.optim.AdamW(
+    summary = {
+        "config": cfg.to_dict(),
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "trainable_parameters": sum(p.numel() for p in policy.parameters() if p.requires_grad),
+        "frozen_unused_parameters": len(frozen),
+        "backbone_pretrained": backbone_pretrained,
+        "use_all_decoder_layers": cfg.use_all_decoder_layers,
+    }
+    return policy, summary
+
+
+def build_optimizer(policy, prep: PreparedRun, device: torch.device) -> torch.optim.AdamW:
+    """Upstream's AdamW: weight decay 1e-4, the backbone at its own (usually lower) rate."""
+    return torch.optim.AdamW(
         policy.optimizer_param_groups(prep.learning_rate, prep.lr_backbone, WEIGHT_DECAY),
         lr=prep.learning_rate,
         weight_decay=WEIGHT_DECAY,
         fused=device.type == "cuda",
     )
 
+
+def wrap_for_ddp(policy: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """The module the loop calls: DDP over the policy when there are several ranks, else the policy.
+
+    DDP broadcasts rank 0's weights on construction, so it must come after a resume loaded them.
+    Buffers (frozen BatchNorm statistics, the sinusoid table) never change: no need to broadcast
+    them before every forward."""
+    if not ctx.distributed:
+        return policy
+    device = ctx.device
+    return torch.nn.parallel.DistributedDataParallel(
+        policy, device_ids=[device.index] if device.type == "cuda" else None,
+        broadcast_buffers=False, gradient_as_bucket_view=True,
+    )
+
+
+@dataclass
+class TrainData:
+    """This rank's loaders: an endless-per-run training stream and its share of the fixed validation set."""
+
+    sampler: EpochBatchSampler
+    loader: torch.utils.data.DataLoader
+    val_dataset: ACTEpisodeDataset
+    val_loader: torch.utils.data.DataLoader
+    has_val: bool
+    pin: bool
+
+    def full_val_loader(self, prep: PreparedRun) -> torch.utils.data.DataLoader:
+        """The whole validation set on one rank (rank 0 scoring checkpoints at the end)."""
+        all_val = validation_samples(prep.val_ids, prep.lengths, prep.val_samples)
+        batches = ListBatchSampler(all_val, max(prep.rank_batch_sizes))
+        return make_loader(self.val_dataset, batches, 0, self.pin)
+
+
+def build_data(prep: PreparedRun, ctx: DistContext, cfg: ACTConfig) -> TrainData:
+    """Batches: qpos (B, D), images (B, N_cam, H, W, 3) uint8, action (B, chunk, A), is_pad (B, chunk)
+    with B this rank's batch size; normalized with the run's dataset_stats.pkl."""
+    from act.stats import load_stats
+
+    stats = load_stats(Path(prep.run_dir) / "dataset_stats.pkl")
+    dataset = ACTEpisodeDataset(prep.hdf5_paths, prep.camera_names, cfg.chunk_size, stats)
+    sampler = EpochBatchSampler(prep.train_ids, prep.lengths, prep.rank_batch_sizes, ctx.rank, prep.seed)
+    assert sampler.steps_per_epoch == prep.steps_per_epoch
+    pin = ctx.device.type == "cuda"
+    loader = make_loader(dataset, sampler, prep.num_workers, pin)
+    val_pairs = validation_samples(prep.val_ids, prep.lengths, prep.val_samples)[ctx.rank :: ctx.world_size]
+    val_dataset = ACTEpisodeDataset(prep.hdf5_paths, prep.camera_names, cfg.chunk_size, stats)
+    val_batches = ListBatchSampler(val_pairs, prep.rank_batch_sizes[ctx.rank])
+    val_loader = make_loader(val_dataset, val_batches, 0, pin)
+    return TrainData(sampler, loader, val_dataset, val_loader, has_val=bool(prep.val_ids), pin=pin)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> None:
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+        group["lr"] = base * factor
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpointing, validation, the NaN guard
+
+
+def write_checkpoint(policy: torch.nn.Module, path: Path) -> None:
+    """A policy_*.ckpt (rank 0); a failed write names the file and the free space."""
+    from act.checkpoint import save_checkpoint
+
+    try:
+        save_checkpoint(policy, path)
+    except (OSError, RuntimeError) as e:
+        raise describe_write_failure(path, e) from e
+
+
+def save_for_resume(state: TrainState, ctx: DistContext, run_dir: Path) -> None:
+    """policy_last.ckpt, then resume_state.pt. Collective: every rank's RNG state is gathered."""
+    rngs = ctx.gather_objects(rng_state())
+    if not ctx.is_main:
+        return
+    write_checkpoint(state.policy, run_dir / LAST_NAME)
+    state.save(run_dir / RESUME_NAME, rngs, ctx.world_size)
+
+
+def validate_and_keep_best(state: TrainState, rec: Recorder, val_loader, ctx: DistContext, amp_dtype,
+                           run_dir: Path) -> None:
+    """Score the policy on the validation set (collective); a new lowest val_loss is policy_best.ckpt.
+
+    Upstream ACT picks its best checkpoint by validation loss; so does this (the deploy L1 is
+    recorded beside it, and used to rank every checkpoint at the end)."""
+    figures = validate(state.policy, val_loader, ctx.device, amp_dtype, ctx)
+    figures.update(epoch=state.epoch, step=state.global_step)
+    rec.validation(figures)
+    if state.best is None or figures["val_loss"] < state.best["val_loss"]:
+        state.best = dict(figures)
+        if ctx.is_main:
+            write_checkpoint(state.policy, run_dir / BEST_NAME)
+
+
+class NonFiniteGuard:
+    """Stops the run (every rank, same step) once a loss since the last check was NaN/Inf.
+
+    `observe` folds each step's loss into an on-device flag (no sync); `check` runs before
+    anything is saved, so no file ever holds weights trained on a non-finite loss. One
+    device->host sync per check, not per step."""
+
+    def __init__(self, ctx: DistContext, prep: PreparedRun, step: int) -> None:
+        self.ctx, self.prep = ctx, prep
+        self.flag = torch.zeros((), dtype=torch.bool, device=ctx.device)  # any NaN/Inf since the last check
+        self.last_finite_step = step
+
+    def observe(self, loss: torch.Tensor) -> None:
+        self.flag |= ~torch.isfinite(loss.detach())
+
+    def check(self, step: int) -> None:
+        if self.ctx.any_rank(bool(self.flag.item())):
+            raise NonFiniteLossError(
+                f"the training loss became NaN/Inf between step {self.last_finite_step + 1} and step "
+                f"{step}; training stopped and nothing after step {self.last_finite_step} was saved "
+                f"({LAST_NAME} / {BEST_NAME} in {self.prep.run_dir} are from the last finite state "
+                f"saved, if any). Try a lower --learning_rate (now {self.prep.learning_rate:g}) or "
+                "--precision fp32, and check the data"
+            )
+        self.last_finite_step = step
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(prep: PreparedRun, ctx: DistContext, stop: StopFlag) -> TrainResult:
+    """Train on `prep` as this rank; rank 0 writes every file. Returns how it ended.
+
+    One loop over every remaining step of the run: batch, forward, loss, backward, AdamW step,
+    then the numbers go to the recorder. Epoch boundaries validate and save; a stop request
+    saves the state and returns "interrupted".
+    """
+    run_dir = Path(prep.run_dir)
+    device = ctx.device
+    main = ctx.is_main
+    amp_dtype = resolve_amp_dtype(prep.precision, device)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest conv kernels once
+
+    # ---- model, optimizer, state. Different dropout / CVAE noise per rank; the data stream is
+    # shared (see EpochBatchSampler). The seed comes first: it decides the initial weights.
+    torch.manual_seed(prep.seed + ctx.rank)
+    cfg = ACTConfig.load_json(run_dir / "policy_config.json")
+    policy, model_summary = build_model(cfg, prep, device)
+    optimizer = build_optimizer(policy, prep, device)
     base_lrs = [group["lr"] for group in optimizer.param_groups]  # the schedule scales these
+    state = TrainState(policy, optimizer)
     if prep.init_from and not prep.resume:  # fine-tuning: start from a trained policy (checked in prepare)
         from act.checkpoint import load_checkpoint
 
         policy.load_state_dict(load_checkpoint(prep.init_from))
         if main:
             log.info("fine-tuning from %s", prep.init_from)
-
-    # ---- resume
-    epoch = step_in_epoch = global_step = samples_seen = 0
-    train_seconds = 0.0
-    best: dict[str, Any] | None = None
     resume_path = run_dir / RESUME_NAME
-    resumed_from = None
     if prep.resume and resume_path.exists():
-        try:
-            state = torch.load(resume_path, map_location="cpu", weights_only=True)
-            policy.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            epoch, step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
-            global_step, samples_seen = int(state["global_step"]), int(state["samples_seen"])
-            train_seconds, best = float(state["train_seconds"]), state["best"]
-            rngs = state["rng"]
-            if ctx.rank < len(rngs):
-                set_rng_state(rngs[ctx.rank])
-        except Exception as e:  # noqa: BLE001 - any unreadable or foreign state means the same fix
-            raise ResumeStateError(
-                f"{resume_path}: cannot resume from this file ({type(e).__name__}: {e}); it is damaged or "
-                "was written by another run or version. Add --fresh to start the run over"
-            ) from e
-        resumed_from = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step}
+        state.load(resume_path, ctx.rank)  # weights, optimizer, counters, best, this rank's RNG
         if main:
-            log.info("resuming %s at epoch %d, step %d (global step %d)", run_dir, epoch + 1,
-                     step_in_epoch, global_step)
-        del state
-
-    model = policy
-    if ctx.distributed:
-        # Buffers (frozen BatchNorm statistics, the sinusoid table) never change: no need to
-        # broadcast them before every forward.
-        model = torch.nn.parallel.DistributedDataParallel(
-            policy, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False, gradient_as_bucket_view=True,
-        )
+            log.info("resuming %s at epoch %d, step %d (global step %d)", run_dir, state.epoch + 1,
+                     state.step_in_epoch, state.global_step)
+    model = wrap_for_ddp(policy, ctx)
 
     # ---- data
-    stats = load_stats(run_dir / "dataset_stats.pkl")
-    dataset = ACTEpisodeDataset(prep.hdf5_paths, prep.camera_names, cfg.chunk_size, stats)
-    sampler = EpochBatchSampler(prep.train_ids, prep.lengths, prep.rank_batch_sizes, ctx.rank, prep.seed)
-    assert sampler.steps_per_epoch == prep.steps_per_epoch
-    pin = device.type == "cuda"
-    loader = make_loader(dataset, sampler, prep.num_workers, pin)
-    val_pairs = validation_samples(prep.val_ids, prep.lengths, prep.val_samples)[ctx.rank :: ctx.world_size]
-    val_dataset = ACTEpisodeDataset(prep.hdf5_paths, prep.camera_names, cfg.chunk_size, stats)
-    val_batches = ListBatchSampler(val_pairs, prep.rank_batch_sizes[ctx.rank])
-    val_loader = make_loader(val_dataset, val_batches, 0, pin)
-    has_val = bool(prep.val_ids)
+    data = build_data(prep, ctx, cfg)
     # DDP averages gradients over ranks; scaling each rank's mean loss by b_r * W / G makes that
     # average the mean over the global batch even when the ranks' batch sizes differ by one.
     loss_scale = prep.rank_batch_sizes[ctx.rank] * ctx.world_size / prep.global_batch
 
-    metrics_path = run_dir / METRICS_NAME
-    metrics = read_metrics(metrics_path, max_step=global_step) if main and prep.resume else []
-    manifest = Manifest.load_or_new(prep.manifest_path) if main else None
-
-    def figures(outcome: str) -> dict[str, Any]:
-        elapsed = train_seconds + (time.perf_counter() - t_start)
-        return {
-            "outcome": outcome,
-            "world_size": ctx.world_size,
-            "device": str(device.type),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "precision": "bf16 autocast" if amp_dtype else "fp32",
-            "per_rank_batch": prep.rank_batch_sizes,
-            "global_batch": prep.global_batch,
-            "steps_per_epoch": prep.steps_per_epoch,
-            "epochs_planned": prep.num_epochs,
-            "steps_planned": prep.total_steps,
-            "epochs_completed": epoch,
-            "steps_completed": global_step,
-            "samples_seen": samples_seen,
-            "seconds": round(elapsed, 3),
-            "samples_per_second": round(samples_seen / elapsed, 3) if elapsed > 0 else None,
-            "resumed_from": resumed_from,
-            "dataloader_workers_per_rank": prep.num_workers,
-        }
-
-    def write_manifest(outcome: str = "running") -> None:
-        if not main:
-            return
-        manifest.update(
-            model={
-                "config": cfg.to_dict(),
-                "parameters": n_params,
-                "trainable_parameters": n_trainable,
-                "frozen_unused_parameters": len(frozen),
-                "backbone_pretrained": backbone_pretrained,
-                "use_all_decoder_layers": cfg.use_all_decoder_layers,
-            },
-            backbone_pretrained=backbone_pretrained,
-            training=figures(outcome),
-            best=best,
-            last_validation=last_val,
-        )
-        manifest.write()
-
-    def write_checkpoint(path: Path) -> None:
-        try:
-            save_checkpoint(policy, path)
-        except (OSError, RuntimeError) as e:
-            raise describe_write_failure(path, e) from e
-
-    def check_finite() -> None:
-        """Stop (every rank, same step) once a loss since the last check was NaN/Inf.
-
-        Called before anything is saved, so no file ever holds weights trained on a non-finite
-        loss. One device->host sync per call, not per step."""
-        nonlocal last_finite_step
-        if ctx.any_rank(bool(nonfinite.item())):
-            raise NonFiniteLossError(
-                f"the training loss became NaN/Inf between step {last_finite_step + 1} and step "
-                f"{global_step}; training stopped and nothing after step {last_finite_step} was saved "
-                f"(policy_last.ckpt / policy_best.ckpt in {run_dir} are from the last finite state "
-                f"saved, if any). Try a lower --learning_rate (now {prep.learning_rate:g}) or "
-                "--precision fp32, and check the data"
-            )
-        last_finite_step = global_step
-
-    def save_state(completed_epoch_boundary: bool) -> None:
-        """policy_last.ckpt + resume_state.pt (collective: gathers every rank's RNG state)."""
-        rngs = ctx.gather_objects(rng_state())
-        if not main:
-            return
-        write_checkpoint(run_dir / "policy_last.ckpt")
-        save_resume_state(
-            {
-                "model": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "global_step": global_step,
-                "samples_seen": samples_seen,
-                "train_seconds": train_seconds + (time.perf_counter() - t_start),
-                "best": best,
-                "rng": rngs,
-                "world_size": ctx.world_size,
-                "saved_at": now_iso(),
-            },
-            resume_path,
-        )
-
-    def save_resume_state(state: dict[str, Any], path: Path) -> None:
-        try:
-            atomic_torch_save(state, path)
-        except (OSError, RuntimeError) as e:
-            raise describe_write_failure(path, e) from e
-
-    def record(row: dict[str, Any]) -> None:
-        metrics.append(row)
-        if main:
-            trackers.log(row)
-
-    def write_metrics() -> None:
-        if main:
-            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in metrics))
-            write_loss_curves(run_dir / PLOT_NAME, metrics)  # deploy L1 vs the baseline too
-
-    def run_validation() -> None:
-        nonlocal best, last_val
-        if not has_val:
-            return
-        last_val = validate(policy, val_loader, device, amp_dtype, ctx)
-        last_val.update(epoch=epoch, step=global_step)
-        record({"kind": "val", **last_val, "time": now_iso()})
-        if main:
-            log.info(
-                "validation epoch %d step %d: loss %.4f l1 %.4f kl %.4f | deploy L1 (z=0) %.4f vs "
-                "mean-action %.4f",
-                epoch, global_step, last_val["val_loss"], last_val["val_l1"], last_val["val_kl"],
-                last_val["val_l1_deploy"], last_val["val_l1_mean_action"],
-            )
-        if best is None or last_val["val_loss"] < best["val_loss"]:
-            best = dict(last_val)
-            if main:
-                write_checkpoint(run_dir / "policy_best.ckpt")
-
-    # ---- loop
-    last_val: dict[str, Any] | None = None
-    trackers = Trackers(run_dir, prep.run_name, prep.tensorboard and main,
-                        prep.wandb_project if main else None, global_step, {"prepared": asdict(prep)})
-    t_start = time.perf_counter()
-    start_step = global_step
-    write_manifest()
-    if main:
-        if not has_val:
-            log.warning("only %d episode(s) and no validation split: best checkpoint = last",
-                        len(prep.train_ids))
-        log.info(
-            "training: %d train / %d val episodes, %d epochs x %d steps = %d steps, global batch %d "
-            "(per rank %s), %s, %s",
-            len(prep.train_ids), len(prep.val_ids), prep.num_epochs, prep.steps_per_epoch,
-            prep.total_steps, prep.global_batch, prep.rank_batch_sizes, device,
-            "bf16 autocast" if amp_dtype else "fp32",
-        )
-    bar = None
-    if main and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=prep.total_steps, initial=global_step, unit="step", dynamic_ncols=True)
-    acc = torch.zeros(3, device=device)  # running sums of l1, kl, loss since the last log line
-    acc_n = 0
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any NaN/Inf loss since the last check
-    last_finite_step = global_step
-    t_log, samples_at_log = time.perf_counter(), samples_seen
-    data_wait = 0.0  # seconds spent waiting for the loader since the last log line
-    t_step_end = time.perf_counter()
+    # ---- recording
+    rec = Recorder(prep, ctx, state, model_summary, amp_dtype)
+    state.start_clock()
+    rec.start(data.has_val)
+    guard = NonFiniteGuard(ctx, prep, state.global_step)
     interrupted = False
     policy.train()
 
     # One iterator over every remaining step of the run (across epochs), so loader workers keep
     # prefetching over epoch boundaries.
-    sampler.set_epoch(epoch, step_in_epoch, prep.total_steps - global_step)
-    for batch in loader:
-        data_wait += time.perf_counter() - t_step_end
-        factor = lr_factor(global_step, prep.total_steps, prep.warmup_steps, prep.lr_schedule)
-        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-            group["lr"] = base * factor
+    data.sampler.set_epoch(state.epoch, state.step_in_epoch, prep.total_steps - state.global_step)
+    for batch in data.loader:
+        rec.batch_arrived()
+        set_learning_rate(optimizer, base_lrs,
+                          lr_factor(state.global_step, prep.total_steps, prep.warmup_steps, prep.lr_schedule))
+        # qpos (B, D), images (B, N_cam, 3, H, W) uint8, action (B, chunk, A), is_pad (B, chunk) bool
         b = to_device(batch, device)
-        if prep.augment:
+        if prep.augment:  # its own generator per (seed, rank, step): resume-exact, global RNG untouched
             b["images"] = augment_images(b["images"], AugmentConfig(),
-                                         step_generator(device, prep.seed, ctx.rank, global_step))
+                                         step_generator(device, prep.seed, ctx.rank, state.global_step))
         with autocast():
-            out = model(b["qpos"], b["images"], b["action"], b["is_pad"])
+            # Teacher-forced CVAE: l1 (masked, over the chunk), kl (posterior z), loss = l1 + kl_weight * kl
+            out = model(b["qpos"], b["images"], b["action"], b["is_pad"])  # each a () tensor
         optimizer.zero_grad(set_to_none=True)
-        (out["loss"] * loss_scale).backward()
+        (out["loss"] * loss_scale).backward()  # DDP all-reduces (averages) the gradients here
         optimizer.step()
+        guard.observe(out["loss"])
+        rec.train_step(out)
+        state.advance(prep.global_batch)
 
-        nonfinite |= ~torch.isfinite(out["loss"].detach())
-        acc += torch.stack([out["l1"], out["kl"], out["loss"]]).detach().float()
-        acc_n += 1
-        step_in_epoch += 1
-        global_step += 1
-        samples_seen += prep.global_batch
-        if bar is not None:
-            bar.update(1)
+        if state.global_step % prep.log_interval == 0 or state.global_step == prep.total_steps:
+            guard.check(state.global_step)
+            rec.log_train(lr=optimizer.param_groups[0]["lr"])  # the rate the last step used
 
-        if global_step % prep.log_interval == 0 or global_step == prep.total_steps:
-            check_finite()
-            # Global-batch mean: weight each rank's mean by its share of the global batch.
-            means = acc / acc_n * (prep.rank_batch_sizes[ctx.rank] / prep.global_batch * ctx.world_size)
-            if ctx.distributed:
-                torch.distributed.all_reduce(means)
-                means /= ctx.world_size
-            l1, kl, loss = means.tolist()
-            now = time.perf_counter()
-            rate = (samples_seen - samples_at_log) / max(now - t_log, 1e-9)
-            eta = (prep.total_steps - global_step) * prep.global_batch / rate if rate > 0 else math.inf
-            lr = optimizer.param_groups[0]["lr"]  # the rate the last step used
-            wait_fraction = min(1.0, data_wait / max(now - t_log, 1e-9))
-            record({
-                "kind": "train", "epoch": epoch + (step_in_epoch / prep.steps_per_epoch),
-                "step": global_step, "loss": loss, "l1": l1, "kl": kl, "lr": lr,
-                "samples_per_second": rate, "data_wait_fraction": wait_fraction, "time": now_iso(),
-            })
-            if main:
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss:.4f}", l1=f"{l1:.4f}", kl=f"{kl:.4f}")
-                else:
-                    log.info(
-                        "epoch %d/%d step %d/%d loss %.4f l1 %.4f kl %.4f lr %.2e %.1f samples/s "
-                        "(data wait %.0f%%) ETA %s",
-                        epoch + 1, prep.num_epochs, global_step, prep.total_steps, loss, l1, kl, lr, rate,
-                        100 * wait_fraction, format_eta(eta),
-                    )
-            acc.zero_()
-            acc_n, t_log, samples_at_log, data_wait = 0, now, samples_seen, 0.0
-            write_metrics()
-
-        if step_in_epoch == prep.steps_per_epoch:  # epoch boundary
-            epoch += 1
-            step_in_epoch = 0
-            last_epoch = global_step >= prep.total_steps
-            saving = prep.save_interval > 0 and epoch % prep.save_interval == 0
-            if saving or epoch % prep.val_interval == 0 or last_epoch:
-                check_finite()
+        if state.step_in_epoch == prep.steps_per_epoch:  # epoch boundary
+            state.end_epoch()
+            last_epoch = state.global_step >= prep.total_steps
+            saving = prep.save_interval > 0 and state.epoch % prep.save_interval == 0
+            validating = state.epoch % prep.val_interval == 0 or last_epoch
+            if saving or validating:
+                guard.check(state.global_step)
             if main and saving:
-                write_checkpoint(run_dir / epoch_checkpoint_name(epoch, prep.seed))
-            if epoch % prep.val_interval == 0 or last_epoch:
-                run_validation()
-                write_metrics()
-                if not last_epoch:
-                    save_state(True)
-                write_manifest()
+                write_checkpoint(policy, run_dir / epoch_checkpoint_name(state.epoch, prep.seed))
+            if validating:
+                if data.has_val:
+                    validate_and_keep_best(state, rec, data.val_loader, ctx, amp_dtype, run_dir)
+                rec.write_metrics()
+                if not last_epoch:  # the last epoch's state is the finished run's: nothing to resume
+                    save_for_resume(state, ctx, run_dir)
+                rec.write_manifest()
 
         # Every rank takes the same decision at the same step (a CPU all-reduce over gloo).
         if ctx.any_rank(stop.requested):
             interrupted = True
             break
-        t_step_end = time.perf_counter()
+        rec.step_done()
 
-    if bar is not None:
-        bar.close()
-    if interrupted:
-        if global_step >= prep.total_steps:
-            interrupted = False  # the signal arrived during the very last step: just finish
-        else:
-            check_finite()
-            save_state(False)
-            write_metrics()
-            write_manifest("interrupted")
-            if main:
-                log.warning("interrupted at epoch %d step %d: state saved to %s; run the same command "
-                            "again to continue", epoch + 1, global_step, resume_path)
-            trackers.close()
-            return TrainResult("interrupted", figures("interrupted"))
+    rec.close()
+    # A signal during the very last step: just finish.
+    if interrupted and state.global_step < prep.total_steps:
+        guard.check(state.global_step)
+        save_for_resume(state, ctx, run_dir)
+        return TrainResult("interrupted", rec.interrupted(resume_path))
+    return finish(state, rec, guard, data, prep, ctx, amp_dtype)
 
-    # ---- completed
-    check_finite()
-    if has_val and (last_val is None or last_val["step"] != global_step):
-        run_validation()
-        write_metrics()
-    if main:
-        write_checkpoint(run_dir / "policy_last.ckpt")
-        if not has_val:
-            write_checkpoint(run_dir / "policy_best.ckpt")
-            best = {"epoch": epoch, "step": global_step, "note": "no validation split: best = last"}
-        train_seconds += time.perf_counter() - t_start
-        t_start = time.perf_counter()  # from here on figures() adds nothing to train_seconds
-        result = figures("completed")
-        result["seconds"] = round(train_seconds, 3)
-        result["samples_per_second"] = round(samples_seen / train_seconds, 3) if train_seconds else None
-        result["steps_this_session"] = global_step - start_step
-        ranking: list[dict[str, Any]] = []
-        if has_val:
-            val_at_step = {r["step"]: r for r in metrics if r.get("kind") == "val"}
-            known = {"policy_last.ckpt": last_val, "policy_best.ckpt": best}
-            for path in run_dir.glob("policy_epoch_*_seed_*.ckpt"):
-                saved_epoch = int(path.name.split("_")[2])
-                if saved_epoch * prep.steps_per_epoch in val_at_step:
-                    known[path.name] = val_at_step[saved_epoch * prep.steps_per_epoch]
 
-            def make_val_loader():
-                all_val = validation_samples(prep.val_ids, prep.lengths, prep.val_samples)
-                return make_loader(val_dataset, ListBatchSampler(all_val, max(prep.rank_batch_sizes)), 0, pin)
+def finish(state: TrainState, rec: Recorder, guard: NonFiniteGuard, data: TrainData, prep: PreparedRun,
+           ctx: DistContext, amp_dtype) -> TrainResult:
+    """The run's end: a last validation if the last step had none, then (rank 0) policy_last.ckpt,
+    every checkpoint ranked by deploy L1, the baseline verdict, training_complete.json, and
+    resume_state.pt removed (a finished run has nothing to resume)."""
+    run_dir = Path(prep.run_dir)
+    guard.check(state.global_step)
+    if data.has_val and (rec.last_val is None or rec.last_val["step"] != state.global_step):
+        validate_and_keep_best(state, rec, data.val_loader, ctx, amp_dtype, run_dir)
+        rec.write_metrics()
+    if not ctx.is_main:
+        return TrainResult("completed", rec.figures("completed"))
 
-            ranking = rank_checkpoints(policy, run_dir, known, make_val_loader, device, amp_dtype)
-        verdict = baseline_verdict(best)
-        if verdict is not None:
-            if verdict["beats_mean_action_baseline"]:
-                log.info("%s", verdict["message"])
-            else:
-                log.warning("%s\nWARNING: %s\n%s", "!" * 100, verdict["message"], "!" * 100)
-        atomic_write_text(run_dir / COMPLETE_NAME, json.dumps({"finished_at": now_iso(), **result,
-                                                                "best": best, "verdict": verdict,
-                                                                "checkpoint_ranking": ranking},
-                                                               indent=2) + "\n")
-        if resume_path.exists():
-            resume_path.unlink()
-        write_manifest("completed")
-        notes = manifest.data.get("notes", [])
-        if verdict is not None and not verdict["beats_mean_action_baseline"]:
-            notes = [*notes, verdict["message"]]
-        manifest.update(training=result, verdict=verdict, checkpoint_ranking=ranking, notes=notes)
-        manifest.write()
-        log.info("training done: %d steps, %d samples in %.1f s (%.1f samples/s); best epoch %s step %s",
-                 global_step, samples_seen, train_seconds, result["samples_per_second"] or 0,
-                 best.get("epoch") if best else None, best.get("step") if best else None)
-        trackers.close()
-        return TrainResult("completed", result)
-    return TrainResult("completed", figures("completed"))
+    write_checkpoint(state.policy, run_dir / LAST_NAME)
+    if not data.has_val:
+        write_checkpoint(state.policy, run_dir / BEST_NAME)
+        state.best = {"epoch": state.epoch, "step": state.global_step,
+                      "note": "no validation split: best = last"}
+    result = rec.completed_figures()
+    ranking: list[dict[str, Any]] = []
+    if data.has_val:
+        # Figures already measured need no second pass: policy_last/best, and epoch checkpoints
+        # saved at a step that was validated.
+        val_at_step = {r["step"]: r for r in rec.metrics if r.get("kind") == "val"}
+        known = {LAST_NAME: rec.last_val, BEST_NAME: state.best}
+        for path in run_dir.glob("policy_epoch_*_seed_*.ckpt"):
+            saved_epoch = int(path.name.split("_")[2])
+            if saved_epoch * prep.steps_per_epoch in val_at_step:
+                known[path.name] = val_at_step[saved_epoch * prep.steps_per_epoch]
+        ranking = rank_checkpoints(state.policy, run_dir, known, lambda: data.full_val_loader(prep),
+                                   ctx.device, amp_dtype)
+    verdict = baseline_verdict(state.best)
+    rec.log_verdict(verdict)
+    rec.write_completion(result, verdict, ranking)
+    resume_path = run_dir / RESUME_NAME
+    if resume_path.exists():
+        resume_path.unlink()
+    rec.completed(result, verdict, ranking)
+    return TrainResult("completed", result)
