@@ -67,6 +67,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ EXTRA_ACTION_COLUMNS = ("progress", "termination")
 _EPISODE_RE = re.compile(r"^episode_(\d+)\.(h5|hdf5)$")
 _FAILURE_WORDS = {"failure", "failed", "fail", "unsuccessful", "failed_episode"}
 _BLOCK = 64  # frames per streamed block
+IMPORTER_VERSION = "2"  # in the fingerprint: bump when the output for the same input and options changes
 
 log = logging.getLogger(__name__)
 
@@ -530,7 +532,7 @@ class _Plan:
     options: dict  # as recorded in conversion.json
 
     def fingerprint(self) -> str:
-        return _fingerprint([ep.path for ep in self.episodes], self.options, self.meta_path)
+        return _fingerprint(self.root, [ep.path for ep in self.episodes], self.options, self.meta_path)
 
 
 def _plan(
@@ -942,11 +944,14 @@ def _select_cameras(first: SourceEpisode, camera_keys: list[str] | None) -> list
     return chosen
 
 
-def _fingerprint(paths: list[Path], options: dict, meta_path: Path | None) -> str:
-    """Identifies the input files (name, size, mtime) and the options; resume reuses a match."""
+def _fingerprint(root: Path, paths: list[Path], options: dict, meta_path: Path | None) -> str:
+    """Identifies the importer's version, the input files (path inside the input folder, size,
+    mtime) and the options; an earlier conversion with the same fingerprint is reused. Relative
+    paths: a skill moved or mounted elsewhere keeps its conversion (as LeRobot inputs do)."""
     h = hashlib.sha256()
+    h.update(f"innate importer {IMPORTER_VERSION}\n".encode())
     for p in [*paths, *([meta_path] if meta_path else [])]:
         st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{os.path.relpath(p, root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     h.update(json.dumps(options, sort_keys=True).encode())
     return h.hexdigest()

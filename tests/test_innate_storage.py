@@ -124,3 +124,23 @@ def test_estimate_covers_what_the_importer_writes(tmp_path):
         assert written <= estimate, (name, written, estimate)
         assert estimate < 4 * written + 2 * 32 * 1024, (name, written, estimate)  # an estimate, not a guess
     assert estimate_conversion_bytes(tmp_path / "act") == 2 * T * (2 * H * W * 3 + 4 * 12) + 2 * 32 * 1024
+
+
+def test_fingerprint_survives_a_move_but_not_a_new_importer(tmp_path, monkeypatch):
+    """A skill moved or mounted elsewhere keeps its conversion (paths inside the folder, not
+    absolute ones, are fingerprinted); a new importer version makes it reconvert."""
+    import os
+    import shutil
+
+    from lerobot_bridge import innate
+
+    write_act_folder(tmp_path / "act", episodes=1)
+    before = conversion_fingerprint(tmp_path / "act")
+    moved = tmp_path / "mounted" / "elsewhere"
+    moved.parent.mkdir()
+    os.rename(tmp_path / "act", moved)  # a move keeps sizes and mtimes
+    assert conversion_fingerprint(moved) == before
+    shutil.copytree(moved, tmp_path / "copy", copy_function=shutil.copy2)  # cp -p: mtimes kept
+    assert conversion_fingerprint(tmp_path / "copy") == before
+    monkeypatch.setattr(innate, "IMPORTER_VERSION", innate.IMPORTER_VERSION + "-next")
+    assert conversion_fingerprint(moved) != before
