@@ -64,10 +64,12 @@ our area resize equals OpenCV's INTER_AREA byte for byte (train at 224x224 to ma
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
@@ -79,6 +81,7 @@ from act.checkpoint import atomic_torch_save
 from act.config import ACTConfig
 from act.manifest import sha256_file
 from lerobot_bridge.atomic_io import atomic_write_text
+from lerobot_bridge.errors import DatasetError
 
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -475,3 +478,56 @@ def export_innate(
         "conversion": notes,
         "warnings": warnings,
     }
+
+
+# ---------------------------------------------------------------------------------------
+# The command line: python -m act.export_innate (scripts/export_innate.py is the same)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Export a training run as an Innate skill policy.")
+    p.add_argument(
+        "--run_dir", required=True, help="run directory: policy_*.ckpt, dataset_stats.pkl, policy_config.json"
+    )
+    p.add_argument(
+        "--skill_dir", required=True, help="the Innate skill directory (holds metadata.json, data/)"
+    )
+    p.add_argument(
+        "--checkpoint", default="policy_best.ckpt", help="checkpoint file name in run_dir (or a path)"
+    )
+    p.add_argument(
+        "--step", type=int, default=None, help="training step for the file name (default: from the run)"
+    )
+    p.add_argument(
+        "--run_id", default=None, help="folder name inside the skill (default: the run directory's name)"
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="execution.duration in s (default: from the data)"
+    )
+    p.add_argument(
+        "--skip_runtime_check",
+        action="store_true",
+        help="export even if Innate's fixed runtime architecture could not load the model (testing only)",
+    )
+    args = p.parse_args(argv)
+    try:
+        written = export_innate(
+            args.run_dir,
+            args.skill_dir,
+            checkpoint=args.checkpoint,
+            step=args.step,
+            run_id=args.run_id,
+            duration=args.duration,
+            check_runtime=not args.skip_runtime_check,
+        )
+    except (ExportError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for warning in written["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(json.dumps(written, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -379,19 +379,14 @@ CKPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.ckpt$")
 EXPORT_TIMEOUT = 600
 
 
-def export_script() -> Path:
-    return Path(cli_module().__file__).resolve().parent / "scripts" / "export_innate.py"
-
-
 def export_innate(run_dir: Path, skill_dir: Path, checkpoint: str, skip_runtime_check: bool) -> dict:
-    """Run `scripts/export_innate.py --run_dir RUN --skill_dir SKILL --checkpoint C` (an argv list)
+    """Run `python -m act.export_innate --run_dir RUN --skill_dir SKILL --checkpoint C` (an argv list;
+    the exporter's CLI, also scripts/export_innate.py, in the installed package, so the image has it)
     and return {"returncode", "result" (its JSON on success), "error", "warnings", "argv"}."""
-    script = export_script()
-    if not script.is_file():
-        raise FileNotFoundError(f"{script}: the exporter script is not there (a checkout is needed)")
     argv = [
         sys.executable,
-        str(script),
+        "-m",
+        "act.export_innate",
         "--run_dir",
         str(run_dir),
         "--skill_dir",
