@@ -144,3 +144,29 @@ def test_fingerprint_survives_a_move_but_not_a_new_importer(tmp_path, monkeypatc
     assert conversion_fingerprint(tmp_path / "copy") == before
     monkeypatch.setattr(innate, "IMPORTER_VERSION", innate.IMPORTER_VERSION + "-next")
     assert conversion_fingerprint(moved) != before
+
+
+def test_bridge_cli_gives_an_innate_skill_every_frame_option(tmp_path):
+    """`python -m lerobot_bridge SKILL OUT --storage jpeg --jpeg_quality 90 --image_size 24x32` on
+    an Innate folder: the options reach the importer (issue 13: every input kind, both CLIs; the
+    training CLI's path is tests/test_cli.py's)."""
+    import json
+
+    from lerobot_bridge.__main__ import main as bridge_main
+
+    src = write_act_folder(tmp_path / "act", episodes=1)
+    code = bridge_main([str(tmp_path / "act"), str(tmp_path / "out"), "--storage", "jpeg",
+                        "--jpeg_quality", "90", "--image_size", "24x32"])
+    assert code == 0
+    conversion = json.loads((tmp_path / "out" / "conversion.json").read_text())
+    assert conversion["extra"]["storage"] == "jpeg" and conversion["extra"]["jpeg_quality"] == 90
+    assert conversion["extra"]["image_size"] == [24, 32]
+    frames = decoded(tmp_path / "out" / "episode_0.hdf5")
+    with h5py.File(tmp_path / "out" / "episode_0.hdf5", "r") as f:
+        assert bool(f.attrs["compress"]) is True
+    # area-averaged halves of the source, then JPEG at q90: close to the 2x2 box means
+    box = src[0]["top"].reshape(T, 24, 2, 32, 2, 3).astype(float).mean(axis=(2, 4))
+    err = np.abs(frames["top"] - box).mean(axis=(1, 2, 3))
+    to_next = np.abs(frames["top"][:-1] - box[1:]).mean(axis=(1, 2, 3))
+    assert err.max() < 4.0, err  # measured 2.6 on average: 24x32 leaves JPEG few pixels per block
+    assert (err[:-1] < to_next).all(), (err, to_next)
