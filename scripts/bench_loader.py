@@ -37,14 +37,14 @@ CAMERAS = ["cam_high", "cam_left_wrist", "cam_right_wrist"]
 
 
 def write_episodes(root: Path, n_episodes: int, length: int, n_cams: int, h: int, w: int,
-                   dim: int) -> list[Path]:
+                   dim: int, storage: str = "raw") -> list[Path]:
     rng = np.random.default_rng(0)
     # Smooth-ish content (not noise): closer to what a compressor, if any, would see in practice.
     base = np.add.outer(np.arange(h), np.arange(w)).astype(np.int64)
     paths = []
     for e in range(n_episodes):
         path = root / f"episode_{e}.hdf5"
-        with EpisodeWriter(path, num_frames=length) as wr:
+        with EpisodeWriter(path, num_frames=length, storage=storage) as wr:
             wr.write_lowdim(qpos=rng.normal(size=(length, dim)), action=rng.normal(size=(length, dim)))
             for c in range(n_cams):
                 for start in range(0, length, 50):
