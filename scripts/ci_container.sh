@@ -184,6 +184,26 @@ run_expect smoke 0 'GPUs: none visible' --user "$run_uid:$run_uid" \
 echo "smoke run took $((SECONDS - smoke_start)) s; last lines:"
 tail -5 "$work/smoke.log"
 
+# The Training Manager (`docker run ... train_act:cuda manager`): the app starts over the mounted
+# folders and answers on its port (401: a token is required off localhost, as documented).
+mkdir -p "$work/out_manager"
+chown "$run_uid:$run_uid" "$work/out_manager"
+# shellcheck disable=SC2016  # expanded by the container's shell, on purpose
+run_expect manager 0 '^(200|401)$' --user "$run_uid:$run_uid" --entrypoint sh \
+    -v "$repo/$fixture:/data/input/so100:ro" -v "$work/out_manager:/data/output" "$image" -c '
+    train_act_entrypoint manager >/tmp/manager.log 2>&1 &
+    for _ in $(seq 120); do
+        python3 -c "import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(\"http://127.0.0.1:8080/api/datasets\", timeout=2).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except OSError:
+    sys.exit(1)" && exit 0
+        sleep 1
+    done
+    cat /tmp/manager.log; exit 1'
+
 # Preemption: `docker stop` sends SIGTERM to PID 1. The entry point exec'ed the CLI, so the CLI gets it,
 # finishes the step in flight, saves policy_last.ckpt and exits 128+15 with the manifest "interrupted".
 mkdir -p "$work/out_preempt"
@@ -215,7 +235,14 @@ chown "$run_uid:$run_uid" "$work/out_2node"
 rdzv_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 node_pids=()
 for node in 0 1; do
-    podman "${store[@]}" --runtime runc run --rm --network host --shm-size=1g --user "$run_uid:$run_uid" \
+    # Its own hostname per container: torchrun's rendezvous tells nodes apart by (hostname, pid), and
+    # two containers on one host otherwise both say ("localhost", 7) and wait for each other forever;
+    # each must also resolve the other's name (rank 0's hostname becomes the workers' MASTER_ADDR), to
+    # its own loopback address (one shared address would reverse-resolve both names to the first).
+    # timeout: a rendezvous that never completes fails the stage instead of hanging CI.
+    timeout 900 podman "${store[@]}" --runtime runc run --rm --network host --hostname "ci-node$node" \
+        --add-host ci-node0:127.0.0.2 --add-host ci-node1:127.0.0.3 --shm-size=1g \
+        --user "$run_uid:$run_uid" --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
         -e OMP_NUM_THREADS=1 -v "$repo/$fixture:/data/input:ro" -v "$work/out_2node:/data/output" "$image" \
         torchrun --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d --rdzv_endpoint "127.0.0.1:$rdzv_port" \
         --rdzv_id ci -m train_lerobot_to_act --input_dir /data/input --output_dir /data/output --gpus cpu \

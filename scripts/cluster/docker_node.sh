@@ -9,6 +9,10 @@
 # --ipc host / a large --shm-size: DataLoader workers and NCCL use shared memory.
 # NCCL_SOCKET_IFNAME picks the interface the nodes share (ip -br addr shows the names);
 # NCCL_IB_DISABLE=1 on hosts without InfiniBand.
+# Two nodes on ONE host (a test): give each container its own --hostname, resolvable by the
+# other, each to a different loopback address (--add-host NAME:127.0.0.N for both names):
+# torchrun's rendezvous tells nodes apart by (hostname, pid), and two containers would both be
+# (host, 7) and wait forever (scripts/ci_container.sh's 2-node stage does this).
 set -euo pipefail
 : "${NODES:?number of nodes}" "${HEAD:?address of the first node}" "${DATA:?dataset folder}" "${OUT:?output folder}"
 image=${IMAGE:-train_act:cuda}
