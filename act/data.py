@@ -38,6 +38,7 @@ import h5py
 import numpy as np
 import torch
 
+from act.normalize import Normalizer
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.frame_codec import JpegDecoder
 
@@ -428,10 +429,7 @@ class ACTEpisodeDataset(torch.utils.data.Dataset):
         self.paths = [str(p) for p in paths]
         self.camera_names = list(camera_names)
         self.chunk_size = chunk_size
-        self.qpos_mean = np.asarray(stats["qpos_mean"], dtype=np.float32)
-        self.qpos_std = np.asarray(stats["qpos_std"], dtype=np.float32)
-        self.action_mean = np.asarray(stats["action_mean"], dtype=np.float32)
-        self.action_std = np.asarray(stats["action_std"], dtype=np.float32)
+        self.normalizer = Normalizer.from_stats(stats)
         self._files: dict[int, EpisodeFrames] = {}
         self._normalized: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # episode -> (qpos, action)
         self._frame_shape: tuple[int, int, int] | None = None
@@ -447,10 +445,7 @@ class ACTEpisodeDataset(torch.utils.data.Dataset):
         if ep is None:
             ep = self._files[episode] = EpisodeFrames(self.paths[episode], self.camera_names)
             # Normalized once per episode and process: a sample is then two slices.
-            self._normalized[episode] = (
-                (ep.qpos - self.qpos_mean) / self.qpos_std,
-                (ep.action - self.action_mean) / self.action_std,
-            )
+            self._normalized[episode] = (self.normalizer.qpos(ep.qpos), self.normalizer.action(ep.action))
             if self._frame_shape is None and self.camera_names:
                 self._frame_shape = _frame_shape_of(ep)
         return ep

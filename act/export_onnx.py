@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from act.act_policy import ACTPolicy
 from act.checkpoint import POLICY_CONFIG_NAME, load_checkpoint
 from act.config import ACTConfig
+from act.normalize import Normalizer, standardize, unstandardize
 from act.stats import STATS_FILE_NAME, load_stats
 
 OPSET = 18
@@ -53,19 +54,15 @@ class InferenceGraph(nn.Module):
         super().__init__()
         self.policy = policy.eval()
 
-        def buf(key: str) -> Tensor:
-            return torch.as_tensor(np.asarray(stats[key], dtype=np.float32)).clone()
-
-        self.register_buffer("qpos_mean", buf("qpos_mean"))
-        self.register_buffer("qpos_std", buf("qpos_std"))
-        self.register_buffer("action_mean", buf("action_mean"))
-        self.register_buffer("action_std", buf("action_std"))
+        normalizer = Normalizer.from_stats(stats)
+        for name in Normalizer.FIELDS:  # buffers: they follow .to(device) and go into the graph
+            self.register_buffer(name, torch.from_numpy(getattr(normalizer, name).copy()))
 
     def forward(self, qpos: Tensor, images: Tensor) -> Tensor:
         # qpos (B, D) raw; images (B, N_cam, 3, H, W) uint8 0..255 or float 0..1 -> (B, chunk, A) raw
-        qpos_norm = (qpos - self.qpos_mean) / self.qpos_std
+        qpos_norm = standardize(qpos, self.qpos_mean, self.qpos_std)
         pred = self.policy(qpos_norm, images)  # ImageNet normalization and z = 0 inside
-        return pred * self.action_std + self.action_mean
+        return unstandardize(pred, self.action_mean, self.action_std)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "policy_best.ckpt"
@@ -169,7 +166,8 @@ def check_onnx(onnx_path: str | Path, run_dir: str | Path, checkpoint: str = "po
     _, n_cam, _, h, w = images_input.shape
     runner = ACTRunner.from_run_dir(run_dir, checkpoint=checkpoint)
     rng = np.random.default_rng(seed)
-    qpos = (runner.qpos_mean + rng.normal(0, 1, (batch, runner.cfg.state_dim)) * runner.qpos_std)
+    norm = runner.normalizer
+    qpos = unstandardize(rng.normal(0, 1, (batch, runner.cfg.state_dim)), norm.qpos_mean, norm.qpos_std)
     qpos = qpos.astype(np.float32)
     frames = rng.integers(0, 256, (batch, n_cam, h, w, 3), dtype=np.uint8)  # HWC, as a camera gives them
     images = frames.transpose(0, 1, 4, 2, 3)  # (B, N_cam, 3, H, W)

@@ -47,6 +47,7 @@ import torch
 from act.act_policy import ACTPolicy
 from act.checkpoint import POLICY_CONFIG_NAME, load_checkpoint
 from act.config import ACTConfig
+from act.normalize import Normalizer
 from act.stats import STATS_FILE_NAME, load_stats
 from lerobot_bridge.frame_codec import resize_area
 
@@ -98,10 +99,7 @@ class ACTRunner:
         self.cfg: ACTConfig = policy.cfg
         self.device = torch.device(device)
         self.policy = policy.to(self.device).eval()
-        self.qpos_mean = np.asarray(stats["qpos_mean"], dtype=np.float32)
-        self.qpos_std = np.asarray(stats["qpos_std"], dtype=np.float32)
-        self.action_mean = np.asarray(stats["action_mean"], dtype=np.float32)
-        self.action_std = np.asarray(stats["action_std"], dtype=np.float32)
+        self.normalizer = Normalizer.from_stats(stats)
         self.temporal_ensemble = temporal_ensemble
         chunk = self.cfg.chunk_size
         if temporal_ensemble:
@@ -151,12 +149,12 @@ class ACTRunner:
                 raise ValueError(f"images[{name!r}]: expected (H, W, 3) uint8 RGB, "
                                  f"got {frame.shape} {frame.dtype}")
             frames.append(self.resize_frame(frame))
-        qpos_norm = (qpos - self.qpos_mean) / self.qpos_std
+        qpos_norm = self.normalizer.qpos(qpos)
         qpos_t = torch.from_numpy(qpos_norm).to(self.device)[None]  # (1, D)
         image_t = torch.from_numpy(np.stack(frames)).to(self.device)  # (N_cam, H, W, 3) uint8
         image_t = image_t.permute(0, 3, 1, 2)[None]  # (1, N_cam, 3, H, W)
         pred = self.policy(qpos_t, image_t)[0].float().cpu().numpy()  # (chunk, A) normalized
-        return pred * self.action_std + self.action_mean
+        return self.normalizer.unnormalize_action(pred)
 
     def resize_frame(self, frame: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 at the camera's size -> at the trained size (unchanged when equal or

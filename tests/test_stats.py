@@ -74,3 +74,21 @@ def test_restricted_unpickler_refuses_code(tmp_path, payload):
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         load_stats(path)
     assert not marker.exists()
+
+
+def test_normalizer_is_upstreams_formula_on_numpy_and_torch():
+    """act.normalize holds the one formula data, inference and ONNX use: (x - mean) / std in,
+    x * std + mean out, float32 stats, the same on numpy arrays and torch tensors."""
+    import torch
+
+    from act.normalize import Normalizer
+
+    stats = {"qpos_mean": [1.0, -2.0], "qpos_std": [2.0, 0.5], "action_mean": [0.5], "action_std": [4.0]}
+    norm = Normalizer.from_stats(stats)
+    assert all(getattr(norm, k).dtype == np.float32 for k in Normalizer.FIELDS)
+    qpos = np.array([[3.0, -1.0], [1.0, -2.0]], np.float32)
+    np.testing.assert_array_equal(norm.qpos(qpos), [[1.0, 2.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(norm.action(np.array([[8.5]], np.float32)), [[2.0]])
+    np.testing.assert_array_equal(norm.unnormalize_action(np.array([[2.0]], np.float32)), [[8.5]])
+    t = norm.qpos(torch.from_numpy(qpos))
+    assert isinstance(t, torch.Tensor) and torch.equal(t, torch.tensor([[1.0, 2.0], [0.0, 0.0]]))
