@@ -18,6 +18,7 @@ state; running the identical command again continues the run.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import logging
@@ -686,4 +687,6 @@ def run_single(prepared_path: Path) -> tuple[int, str | None]:
 
 
 if __name__ == "__main__":
+    # `kill -USR1 PID` prints every thread's Python stack to stderr: where a stuck run is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     sys.exit(main())

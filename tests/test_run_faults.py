@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -324,11 +325,24 @@ def start_converting(dataset: Path, out: Path) -> tuple[subprocess.Popen, set[in
     proc = subprocess.Popen([sys.executable, str(CLI), *tiny_run(dataset, out, "--convert_workers", "2")],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    deadline = time.time() + 120
-    for line in proc.stdout:  # wait until the workers have converted something
-        if "episode 1/16" in line or "episode 2/16" in line:
-            break
-        assert time.time() < deadline, "conversion did not start"
+    # Wait until the workers have converted something, reading in a thread: a CLI that prints
+    # nothing must fail this test at the deadline, not block it (conftest then ends the process).
+    seen: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            seen.append(line)
+            if "episode 1/16" in line or "episode 2/16" in line:
+                started.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if not started.wait(120):
+        proc.send_signal(signal.SIGUSR1)  # the CLI prints every thread's stack: where it is
+        time.sleep(1)
+        proc.kill()
+        pytest.fail("conversion did not start within 120 s; the CLI printed:\n" + "".join(seen)[-6000:])
     kids = descendants(proc.pid)
     assert len(kids) >= 2, "expected conversion worker processes"
     return proc, kids
