@@ -27,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,7 +359,40 @@ def report_outputs(manifest: Manifest, status: str) -> None:
         log.info("%s", line)
 
 
+# After SIGTERM/SIGINT before training, the run discards its temporaries and exits in about a
+# second; should anything hang on the way out (a stuck thread), this many seconds later the
+# process prints every thread's stack and exits anyway, inside `docker stop`'s 10 s grace.
+STOP_GRACE_S = 8.0
+_stop_watchdogs: list[threading.Timer] = []
+
+
+def arm_stop_watchdog(signum: int) -> None:
+    """Exit with 128 + signum in STOP_GRACE_S seconds unless main() returns first."""
+    if _stop_watchdogs:
+        return
+
+    def hard_exit() -> None:
+        name = signal.Signals(signum).name
+        print(f"error: still running {STOP_GRACE_S:g} s after {name}; exiting now. Every thread's stack "
+              "(please report it):", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(128 + signum)
+
+    timer = threading.Timer(STOP_GRACE_S, hard_exit)
+    timer.daemon = True
+    timer.start()
+    _stop_watchdogs.append(timer)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        while _stop_watchdogs:
+            _stop_watchdogs.pop().cancel()
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if os.environ.get(PREPARED_ENV):  # one of our torchrun's workers
         return run_worker(Path(os.environ[PREPARED_ENV]))
@@ -384,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def interrupt(signum, frame):  # noqa: ARG001  (SIGTERM before training: stop like Ctrl-C)
         received.setdefault("signum", signum)
+        arm_stop_watchdog(signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)

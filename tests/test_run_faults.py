@@ -386,3 +386,18 @@ def test_bridge_warnings_reach_the_manifest_notes(tmp_path, fixtures_dir):
     notes = [n for n in m["notes"] if "max_episodes=99" in n]
     assert len(notes) == 1 and "5 episodes" in notes[0], m["notes"]
     assert m["conversion"]["warnings"] == notes and m["dataset"]["episodes"] == 5
+
+
+def test_a_stop_that_hangs_still_ends_within_the_grace_with_every_threads_stack():
+    """After SIGTERM before training the CLI arms a watchdog: if anything hangs on the way out, it
+    prints every thread's stack and exits 143 after STOP_GRACE_S (8 s, inside docker stop's 10 s).
+    Here a hang is simulated by sleeping, with the grace shortened to 0.5 s."""
+    code = ("import signal, time, train_lerobot_to_act as cli\n"
+            "cli.STOP_GRACE_S = 0.5\n"
+            "cli.arm_stop_watchdog(signal.SIGTERM)\n"
+            "time.sleep(30)\n")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143 and time.monotonic() - t0 < 15
+    assert "still running 0.5 s after SIGTERM" in proc.stderr
+    assert 'File "<string>", line 4' in proc.stderr  # the main thread, stopped in its sleep
