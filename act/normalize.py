@@ -6,7 +6,8 @@ get_norm_stats does): x_n = (x - mean) / std for the model's inputs and targets,
 predicted actions are mapped back with x = x_n * std + mean. Images are not normalized here: the
 policy applies ImageNet's mean/std to uint8 frames itself (act_policy.normalize_images).
 
-The functions take numpy arrays or torch tensors alike (the ONNX graph uses them on tensors).
+standardize / unstandardize take numpy arrays, or torch tensors with tensor statistics (the ONNX
+graph keeps the statistics as buffers); Normalizer holds them as numpy float32 arrays.
 """
 
 from __future__ import annotations
