@@ -20,7 +20,7 @@ _EXPORTS = {
     "convert_dataset": "lerobot_bridge.convert",
     "conversion_fingerprint": "lerobot_bridge.convert",
     "convert_innate": "lerobot_bridge.innate",
-    "detect_input_kind": "lerobot_bridge.innate",
+    "detect_input_kind": "lerobot_bridge.dispatch",
     "parse_episode_spec": "lerobot_bridge.selection",
 }
 __all__ = [
@@ -31,8 +31,9 @@ __all__ = [
 if TYPE_CHECKING:
     from lerobot_bridge.convert import conversion_fingerprint, convert_dataset
     from lerobot_bridge.dataset import open_dataset
+    from lerobot_bridge.dispatch import detect_input_kind
     from lerobot_bridge.errors import DatasetError
-    from lerobot_bridge.innate import convert_innate, detect_input_kind
+    from lerobot_bridge.innate import convert_innate
     from lerobot_bridge.selection import parse_episode_spec
     from lerobot_bridge.types import ConversionResult, EpisodeReport
 

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from lerobot_bridge.convert import convert_dataset
+from lerobot_bridge.dispatch import detect_input_kind
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.innate import convert_innate, detect_input_kind
+from lerobot_bridge.innate import convert_innate
 from lerobot_bridge.options import ConversionOptions, add_conversion_flags
 from lerobot_bridge.types import ConversionResult
 

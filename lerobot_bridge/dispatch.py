@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from lerobot_bridge.options import ConversionOptions
 from lerobot_bridge.types import ConversionResult
 
 log = logging.getLogger("lerobot_bridge")
+EPISODE_FILE_RE = re.compile(r"^episode_(\d+)\.(h5|hdf5)$")  # Innate / upstream ACT episode files
 
 
 @dataclass
@@ -37,9 +39,47 @@ class ConversionPlan:
 def detect_input_kind(input_dir: str | Path) -> str:
     """"lerobot" (meta/info.json), "innate" (a skill directory) or "act_hdf5" (episode files);
     DatasetError saying what was looked for otherwise."""
-    from lerobot_bridge.innate import detect_input_kind as detect
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: input directory does not exist (or is not a directory)")
+    if (root / "meta" / "info.json").is_file():
+        return "lerobot"
+    if (root / "metadata.json").is_file() or (root / "data" / "dataset_metadata.json").is_file():
+        if episode_files(episode_dir(root)):
+            return "innate"
+        raise DatasetError(
+            f"{root}: looks like an Innate skill directory (metadata.json) but {root / 'data'} holds no "
+            "episode_N.h5 files; expected data/episode_0.h5, data/episode_1.h5, ..."
+        )
+    if episode_files(root / "data"):
+        return "innate"  # recordings without metadata files (copied by hand)
+    if (root / "dataset_metadata.json").is_file() and episode_files(root):
+        return "innate"  # the skill's data/ folder itself
+    if episode_files(root):
+        return "act_hdf5"
+    raise DatasetError(
+        f"{root}: not a dataset this tool reads. Looked for meta/info.json (LeRobot v2.x/v3.0), "
+        "metadata.json + data/episode_N.h5 (Innate skill directory), and episode_*.hdf5 / "
+        "episode_*.h5 files (upstream ACT episodes); found none of them"
+    )
 
-    return detect(input_dir)
+
+def episode_dir(root: Path) -> Path:
+    """Where a skill keeps its episode files: data/ when there is one, else the folder itself."""
+    return root / "data" if (root / "data").is_dir() else root
+
+
+def episode_files(folder: Path) -> list[tuple[int, Path]]:
+    """(index, path) of the episode_N.h5 / episode_N.hdf5 files in folder, by index."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = EPISODE_FILE_RE.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    found.sort()
+    return found
 
 
 def converter(kind: str):

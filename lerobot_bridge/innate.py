@@ -68,7 +68,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +84,18 @@ from lerobot_bridge.convert import (
     discard_outputs,
     idle_range,
     save_result,
+)
+from lerobot_bridge.dispatch import (  # noqa: F401 - detect_input_kind: its old home, kept importable
+    EPISODE_FILE_RE as _EPISODE_RE,
+)
+from lerobot_bridge.dispatch import (
+    detect_input_kind,
+)
+from lerobot_bridge.dispatch import (
+    episode_dir as _episode_dir,
+)
+from lerobot_bridge.dispatch import (
+    episode_files as _episode_files,
 )
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.frame_codec import DEFAULT_JPEG_QUALITY, JpegEncoder
@@ -121,7 +132,6 @@ AUTO_COLOR_ORDER = {
     ("act_hdf5", "top_level"): ("rgb", "documented Innate layout: RGB per Innate's docs"),
 }
 EXTRA_ACTION_COLUMNS = ("progress", "termination")
-_EPISODE_RE = re.compile(r"^episode_(\d+)\.(h5|hdf5)$")
 _FAILURE_WORDS = {"failure", "failed", "fail", "unsuccessful", "failed_episode"}
 _BLOCK = 64  # frames per streamed block
 IMPORTER_VERSION = "2"  # in the fingerprint: bump when the output for the same input and options changes
@@ -156,47 +166,6 @@ def rewrite_innate_args(argv: list[str]) -> list[str]:
     return out
 
 
-def detect_input_kind(input_dir: str | Path) -> str:
-    """ "lerobot" (meta/info.json), "innate" (skill dir) or "act_hdf5" (episode_*.hdf5 files)."""
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: input directory does not exist (or is not a directory)")
-    if (root / "meta" / "info.json").is_file():
-        return "lerobot"
-    if (root / "metadata.json").is_file() or (root / "data" / "dataset_metadata.json").is_file():
-        if _episode_files(_episode_dir(root)):
-            return "innate"
-        raise DatasetError(
-            f"{root}: looks like an Innate skill directory (metadata.json) but {root / 'data'} holds no "
-            "episode_N.h5 files; expected data/episode_0.h5, data/episode_1.h5, ..."
-        )
-    if _episode_files(root / "data"):
-        return "innate"  # recordings without metadata files (copied by hand)
-    if (root / "dataset_metadata.json").is_file() and _episode_files(root):
-        return "innate"  # the skill's data/ folder itself
-    if _episode_files(root):
-        return "act_hdf5"
-    raise DatasetError(
-        f"{root}: not a dataset this tool reads. Looked for meta/info.json (LeRobot v2.x/v3.0), "
-        "metadata.json + data/episode_N.h5 (Innate skill directory), and episode_*.hdf5 / "
-        "episode_*.h5 files (upstream ACT episodes); found none of them"
-    )
-
-
-def _episode_dir(root: Path) -> Path:
-    return root / "data" if (root / "data").is_dir() else root
-
-
-def _episode_files(folder: Path) -> list[tuple[int, Path]]:
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in folder.iterdir():
-        m = _EPISODE_RE.match(p.name)
-        if m and p.is_file():
-            found.append((int(m.group(1)), p))
-    found.sort()
-    return found
 
 
 # ---------------------------------------------------------------------------------------

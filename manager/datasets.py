@@ -31,8 +31,8 @@ from lerobot_bridge.dataset import (
     open_dataset,
     select_cameras,
 )
+from lerobot_bridge.dispatch import detect_input_kind
 from lerobot_bridge.errors import DatasetError
-from lerobot_bridge.innate import detect_input_kind
 from lerobot_bridge.parquet_io import read_episode_rows
 from manager.skills import skill_card
 

@@ -33,17 +33,15 @@ import h5py
 import numpy as np
 
 from lerobot_bridge.convert import idle_range
+from lerobot_bridge.dispatch import detect_input_kind, episode_dir, episode_files
 from lerobot_bridge.errors import DatasetError
 from lerobot_bridge.innate import (
     EXTRA_ACTION_COLUMNS,
     SourceEpisode,
-    _episode_dir,
-    _episode_files,
     _failed_episode_indices,
     _inspect_episode,
     _read_dataset_metadata,
     convert_innate,
-    detect_input_kind,
     has_extra_action_columns,
 )
 
@@ -131,7 +129,7 @@ _skill_lock = threading.Lock()
 
 
 def _stamp(root: Path) -> tuple:
-    files = _episode_files(_episode_dir(root)) if root.is_dir() else []
+    files = episode_files(episode_dir(root)) if root.is_dir() else []
     parts = []
     for p in [p for _, p in files] + [
         root / "metadata.json",
@@ -165,7 +163,7 @@ def _read_skill(root: Path) -> Skill:
     kind = detect_input_kind(root)
     if kind == "lerobot":
         raise DatasetError(f"{root}: is a LeRobot dataset, not an Innate skill or ACT HDF5 folder")
-    files = _episode_files(_episode_dir(root))
+    files = episode_files(episode_dir(root))
     meta_path, meta = _read_dataset_metadata(root)
     failed = _failed_episode_indices(meta_path, meta)
     episodes = []
