@@ -113,6 +113,7 @@ def test_recorded_dataset_converts_through_the_bridge(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the suite's 600 s per test is for tests that run in CI
 @pytest.mark.skipif(
     os.environ.get("TRAIN_ACT_DEMO_TEST") != "1",
     reason="the closed-loop demo trains 1000 steps (10-25 min on 2 CPU cores, more than the rest of the "
