@@ -17,8 +17,9 @@ def fixtures_dir() -> Path:
     return LEROBOT_FIXTURES
 
 
-def _descendants(pid: int) -> list[int]:
-    found, frontier = [], [pid]
+def descendants(pid: int) -> set[int]:
+    """Every live process below pid (children of children too), from /proc."""
+    found, frontier = set(), [pid]
     while frontier:
         parent = frontier.pop()
         for task in Path(f"/proc/{parent}/task").glob("*"):
@@ -26,8 +27,10 @@ def _descendants(pid: int) -> list[int]:
                 kids = [int(x) for x in (task / "children").read_text().split()]
             except OSError:
                 continue
-            found += kids
-            frontier += kids
+            for kid in kids:
+                if kid not in found:
+                    found.add(kid)
+                    frontier.append(kid)
     return found
 
 
@@ -46,7 +49,7 @@ def no_process_outlives_its_test(request):
     yield
     if not Path("/proc/self/task").exists():
         return
-    left = {p: _cmdline(p) for p in _descendants(os.getpid())}
+    left = {p: _cmdline(p) for p in descendants(os.getpid())}
     left = {p: cmd for p, cmd in left.items() if any(k in cmd for k in OURS)}
     if not left:
         return

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import descendants
 from test_train_e2e import CLI, REPO, TINY, only_run_dir
 
 import train_lerobot_to_act as cli
@@ -294,23 +295,6 @@ def slow_dataset(tmp_path_factory) -> Path:
     write_v21_dataset(root, [120] * 16, height=240, width=320, codec="libx264", codec_name="h264",
                       camera_keys=("observation.images.front", "observation.images.side"))
     return root
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below pid (children of children too), from /proc."""
-    found, frontier = set(), [pid]
-    while frontier:
-        parent = frontier.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                kids = [int(x) for x in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            for kid in kids:
-                if kid not in found:
-                    found.add(kid)
-                    frontier.append(kid)
-    return found
 
 
 def alive(pid: int) -> bool:
